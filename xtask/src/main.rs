@@ -1,0 +1,2 @@
+//! Project automation (placeholder until the xtask lands).
+fn main() {}
