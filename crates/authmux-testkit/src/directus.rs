@@ -1,0 +1,1 @@
+//! Directus fake (in progress).

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod directus;
+pub mod families;
+pub mod faults;
+pub mod jwt;
+pub mod recorder;
+pub mod server;
+pub mod users;
+
+pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
+pub use faults::Fault;
+pub use server::{FakeRequest, FakeResponse, RateLimit, ServerHandle};
