@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -648,30 +649,32 @@ impl fmt::Display for ConnectionDropped {
 
 impl std::error::Error for ConnectionDropped {}
 
-/// Response body: either whole, or a truncated one that fails after its first chunk.
+/// Response body: either whole, or a truncated one that sends its first chunk, pauses
+/// (so hyper flushes the head and that chunk) and then fails, aborting the connection.
 #[derive(Debug)]
 struct FakeBody {
     data: Option<Bytes>,
-    fail_after: bool,
+    fail_after: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl FakeBody {
     fn full(data: Bytes) -> Self {
         Self {
             data: (!data.is_empty()).then_some(data),
-            fail_after: false,
+            fail_after: None,
         }
     }
     fn empty() -> Self {
         Self {
             data: None,
-            fail_after: false,
+            fail_after: None,
         }
     }
     fn truncated(data: Bytes) -> Self {
+        let pause = Box::pin(tokio::time::sleep(Duration::from_millis(50)));
         Self {
             data: Some(data),
-            fail_after: true,
+            fail_after: Some(pause),
         }
     }
     fn into_bytes(self) -> Bytes {
@@ -685,24 +688,27 @@ impl Body for FakeBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut TaskContext<'_>,
+        cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ConnectionDropped>>> {
         if let Some(data) = self.data.take() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
-        if self.fail_after {
-            self.fail_after = false;
+        if let Some(pause) = self.fail_after.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.fail_after = None;
             return Poll::Ready(Some(Err(ConnectionDropped)));
         }
         Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_none() && !self.fail_after
+        self.data.is_none() && self.fail_after.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.data, self.fail_after) {
+        match (&self.data, self.fail_after.is_some()) {
             (_, true) => SizeHint::default(),
             (Some(d), false) => SizeHint::with_exact(d.len() as u64),
             (None, false) => SizeHint::with_exact(0),
