@@ -1,2 +1,53 @@
-//! Project automation (placeholder until the xtask lands).
-fn main() {}
+//! Project automation for authmux, run as `cargo xtask <command>` (an alias in
+//! `.cargo/config.toml`). Plain std, no dependencies: see `USAGE` for the commands.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports to its user on stdout and stderr"
+)]
+
+mod ci;
+mod directus;
+mod run;
+
+/// Every xtask step either succeeds or fails with a message for the person at the terminal.
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// The command-line help.
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  ci [--no-directus]   fmt check, clippy, tests, doc tests and docs, as CI runs them.
+                       Starts two Directus servers for the live tests (and stops them)
+                       unless AUTHMUX_DIRECTUS_URL is set or --no-directus is given.
+  directus install     install Node 22 and Directus 12.4.0 into the cache folder
+                       ($AUTHMUX_CACHE_DIR, else $XDG_CACHE_HOME/authmux, else
+                       ~/.cache/authmux), unless already there
+  directus start [--access-ttl SECONDS] [--rate-limit POINTS]
+                       install if needed, then start two servers in the background on
+                       free loopback ports: `main` and `rate-limited` (rate limiter on
+                       with POINTS per 10 s, default 5); access tokens live SECONDS
+                       (default 5s)
+  directus env         print `export AUTHMUX_DIRECTUS_...` lines for the running servers:
+                       eval \"$(cargo xtask directus env)\"
+  directus stop        stop the servers and remove their temp folders";
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::main(&args[1..]),
+        Some("directus") => directus::main(&args[1..]),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `cargo xtask ci`: every check CI runs, in order, failing fast; the same command is
+//! what `.ci/run` calls, so a green local run means a green CI.
+//!
+//! Unless `AUTHMUX_DIRECTUS_URL` is already set or `--no-directus` is given, it starts
+//! the two Directus servers of [`crate::directus`] while the format and lint checks run,
+//! hands their `AUTHMUX_DIRECTUS_*` variables to the tests, and stops them at the end,
+//! also when a step fails.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::Result;
+use crate::directus::{self, StartFlags, server::Server};
+use crate::run::{run, tail};
+
+/// The number of steps, for progress lines.
+const STEPS: u32 = 5;
+
+/// Runs `cargo xtask ci [--no-directus]`.
+pub(crate) fn main(args: &[String]) -> Result {
+    let mut no_directus = false;
+    for arg in args {
+        match arg.as_str() {
+            "--no-directus" => no_directus = true,
+            other => return Err(format!("unknown ci flag `{other}`\n\n{}", crate::USAGE)),
+        }
+    }
+    let started = Instant::now();
+    let external_url = std::env::var("AUTHMUX_DIRECTUS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let start_directus = if no_directus {
+        warn_no_directus(external_url.as_deref());
+        false
+    } else if let Some(url) = &external_url {
+        println!("xtask: using the Directus at {url} from AUTHMUX_DIRECTUS_URL; not starting one");
+        false
+    } else {
+        true
+    };
+
+    let result = std::thread::scope(|scope| {
+        // The servers boot while fmt and clippy run; the tests need them only later.
+        let starting = start_directus
+            .then(|| scope.spawn(|| directus::start_servers(StartFlags::default(), false)));
+        let static_checks = static_checks();
+        let Some(starting) = starting else {
+            static_checks?;
+            return tests(&[]);
+        };
+        let servers = starting
+            .join()
+            .unwrap_or_else(|_| Err("the Directus start panicked".into()))
+            .map_err(|e| format!("starting Directus failed:\n{e}"));
+        let servers = match (static_checks, servers) {
+            (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(servers)) => Running(servers),
+        };
+        let env = directus::exports(&servers.0);
+        for (name, value) in &env {
+            let shown = if name.ends_with("PASSWORD") {
+                "(hidden)"
+            } else {
+                value
+            };
+            println!("xtask: test environment: {name}={shown}");
+        }
+        let result = tests(&env);
+        if result.is_err() {
+            for server in &servers.0 {
+                println!(
+                    "xtask: --- last lines of the Directus `{}` log ---\n{}",
+                    server.name,
+                    tail(&server.log_file(), 30)
+                );
+            }
+        }
+        result
+        // `servers` drops here: the servers stop, whatever the result.
+    });
+    match &result {
+        Ok(()) => println!(
+            "xtask: ci passed in {:.0} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(_) => println!(
+            "xtask: ci FAILED after {:.0} s",
+            started.elapsed().as_secs_f64()
+        ),
+    }
+    result
+}
+
+/// Servers that stop when this value is dropped, so no exit path leaves them running.
+struct Running(Vec<Server>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for server in &mut self.0 {
+            if let Err(e) = server.stop() {
+                eprintln!("xtask: {e}");
+            }
+        }
+    }
+}
+
+/// Steps 1 and 2: formatting and lints.
+fn static_checks() -> Result {
+    step(
+        1,
+        "format check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        2,
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
+}
+
+/// Steps 3 to 5: tests (with `env` for the live ones), doc tests and docs.
+fn tests(env: &[(&'static str, String)]) -> Result {
+    let mut unit = cargo();
+    if has_nextest() {
+        unit.args(["nextest", "run", "--workspace", "--all-features"]);
+    } else {
+        println!("xtask: cargo-nextest is not installed; using cargo test");
+        unit.args(["test", "--workspace", "--all-features"]);
+    }
+    step(3, "tests", unit.envs(env.iter().cloned()))?;
+    step(
+        4,
+        "doc tests (nextest does not run them)",
+        cargo()
+            .args(["test", "--workspace", "--doc", "--all-features"])
+            .envs(env.iter().cloned()),
+    )?;
+    step(
+        5,
+        "docs",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--all-features"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )
+}
+
+/// Runs one numbered step, printing its name and how long it took.
+fn step(number: u32, name: &str, command: &mut Command) -> Result {
+    println!("xtask: ci step {number}/{STEPS}: {name}");
+    let started = Instant::now();
+    run(&format!("ci step {number}/{STEPS} ({name})"), command)?;
+    println!(
+        "xtask: ci step {number}/{STEPS}: {name} passed ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The cargo that runs us (`$CARGO`), else `cargo` from `PATH`.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Whether `cargo nextest` is available.
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Says loudly that `--no-directus` skipped the live Directus tests' server.
+fn warn_no_directus(external_url: Option<&str>) {
+    let what = match external_url {
+        Some(url) => format!("the live tests use AUTHMUX_DIRECTUS_URL={url} from your environment"),
+        None => "AUTHMUX_DIRECTUS_URL is unset: the live Directus tests will SKIP".to_string(),
+    };
+    let bar = "#".repeat(78);
+    println!("xtask: {bar}");
+    println!("xtask: # --no-directus: NOT starting Directus; {what}");
+    println!(
+        "xtask: # This run does not show what CI shows. Run `cargo xtask ci` before you push."
+    );
+    println!("xtask: {bar}");
+}

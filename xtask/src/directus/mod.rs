@@ -1,0 +1,296 @@
+//! `cargo xtask directus ...`: install, start, stop and describe real Directus 12 servers
+//! for the live tests.
+//!
+//! `start` (and `ci`) run two servers side by side from one install and with one admin
+//! account: `main`, with the rate limiter off, and `rate-limited`, with Directus's
+//! per-IP rate limiter on and a handful of points, for the 429 tests. [`exports`] turns
+//! them into the `AUTHMUX_DIRECTUS_*` variables the tests read.
+
+pub(crate) mod install;
+pub(crate) mod server;
+
+use std::path::PathBuf;
+
+use crate::Result;
+use install::Install;
+use server::{Admin, Options, RateLimit, Server};
+
+/// Name of the server with the rate limiter off.
+const MAIN: &str = "main";
+/// Name of the server with the rate limiter on.
+const RATE_LIMITED: &str = "rate-limited";
+/// Both servers, in the order they are started, recorded and exported.
+const NAMES: [&str; 2] = [MAIN, RATE_LIMITED];
+/// `RATE_LIMITER_DURATION` of the rate-limited server, in seconds.
+const RATE_LIMIT_WINDOW_SECS: u32 = 10;
+
+/// What `start` and `ci` can choose about the servers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StartFlags {
+    /// `ACCESS_TOKEN_TTL` in seconds (`--access-ttl`, default 5 s).
+    pub(crate) access_ttl_secs: u64,
+    /// `RATE_LIMITER_POINTS` of the rate-limited server (`--rate-limit`, default 5).
+    pub(crate) rate_limit_points: u32,
+}
+
+impl Default for StartFlags {
+    fn default() -> StartFlags {
+        StartFlags {
+            access_ttl_secs: 5,
+            rate_limit_points: 5,
+        }
+    }
+}
+
+/// Runs `cargo xtask directus <args>`.
+pub(crate) fn main(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("install") if args.len() == 1 => Install::locate()?.ensure(),
+        Some("start") => start(&args[1..]),
+        Some("stop") if args.len() == 1 => stop(),
+        Some("env") if args.len() == 1 => env(),
+        _ => Err(format!(
+            "unknown directus command `{}`\n\n{}",
+            args.join(" "),
+            crate::USAGE
+        )),
+    }
+}
+
+/// Installs Directus if needed and starts both servers concurrently. With `detach`
+/// they outlive this process (for `directus start`); without, they stay in this
+/// process group and the caller must stop them.
+pub(crate) fn start_servers(flags: StartFlags, detach: bool) -> Result<Vec<Server>> {
+    let install = Install::locate()?;
+    install.ensure()?;
+    let admin = Admin::random()?;
+    let options = [
+        Options {
+            name: MAIN,
+            access_ttl_secs: flags.access_ttl_secs,
+            rate_limit: None,
+        },
+        Options {
+            name: RATE_LIMITED,
+            access_ttl_secs: flags.access_ttl_secs,
+            rate_limit: Some(RateLimit {
+                points: flags.rate_limit_points,
+                duration_secs: RATE_LIMIT_WINDOW_SECS,
+            }),
+        },
+    ];
+    let results: Vec<Result<Server>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = options
+            .iter()
+            .map(|options| scope.spawn(|| Server::start(&install, options, &admin, detach)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err("a Directus start panicked".into()))
+            })
+            .collect()
+    });
+    let mut servers = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(server) => servers.push(server),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(servers);
+    }
+    for server in &mut servers {
+        if let Err(e) = server.stop() {
+            errors.push(e);
+        }
+    }
+    Err(errors.join("\n"))
+}
+
+/// The environment variables the live tests read, for running `servers`.
+pub(crate) fn exports(servers: &[Server]) -> Vec<(&'static str, String)> {
+    let mut vars = Vec::new();
+    for server in servers {
+        match server.rate_limit {
+            None => vars.extend([
+                ("AUTHMUX_DIRECTUS_URL", server.url.clone()),
+                ("AUTHMUX_DIRECTUS_ADMIN_EMAIL", server.admin.email.clone()),
+                (
+                    "AUTHMUX_DIRECTUS_ADMIN_PASSWORD",
+                    server.admin.password.clone(),
+                ),
+                (
+                    "AUTHMUX_DIRECTUS_MAIL_FILE",
+                    server.mail_file.to_string_lossy().into_owned(),
+                ),
+                (
+                    "AUTHMUX_DIRECTUS_MAIL_SEPARATOR",
+                    server::MAIL_SEPARATOR.to_string(),
+                ),
+                ("AUTHMUX_DIRECTUS_RESET_URL", server::RESET_URL.to_string()),
+                (
+                    "AUTHMUX_DIRECTUS_ACCESS_TTL_SECS",
+                    server.access_ttl_secs.to_string(),
+                ),
+            ]),
+            Some(limit) => vars.extend([
+                ("AUTHMUX_DIRECTUS_RATE_LIMITED_URL", server.url.clone()),
+                (
+                    "AUTHMUX_DIRECTUS_RATE_LIMIT_POINTS",
+                    limit.points.to_string(),
+                ),
+                (
+                    "AUTHMUX_DIRECTUS_RATE_LIMIT_DURATION_SECS",
+                    limit.duration_secs.to_string(),
+                ),
+            ]),
+        }
+    }
+    vars
+}
+
+/// `directus start [--access-ttl SECONDS] [--rate-limit POINTS]`.
+fn start(args: &[String]) -> Result {
+    let flags = parse_start_flags(args)?;
+    for name in NAMES {
+        let path = state_file(name)?;
+        if let Ok(mut server) = Server::load(&path) {
+            if server.is_running() {
+                return Err(format!(
+                    "Directus `{name}` is already running at {} (pid {}); \
+                     run `cargo xtask directus stop` first",
+                    server.url, server.pid
+                ));
+            }
+            // Left over from a server that died: clean up its temp folder.
+            server.stop()?;
+        }
+        remove_state(&path)?;
+    }
+    let servers = start_servers(flags, true)?;
+    for server in &servers {
+        server.save(&state_file(&server.name)?)?;
+    }
+    println!("xtask: Directus is running:");
+    for server in &servers {
+        println!(
+            "xtask:   {} at {} (log {})",
+            server.name,
+            server.url,
+            server.log_file().display()
+        );
+    }
+    println!(
+        "xtask: for the tests: eval \"$(cargo xtask directus env)\"; to stop: cargo xtask directus stop"
+    );
+    print_exports(&servers);
+    Ok(())
+}
+
+/// `directus stop`: stops the servers `start` recorded and removes their temp folders.
+fn stop() -> Result {
+    let mut stopped = 0;
+    for name in NAMES {
+        let path = state_file(name)?;
+        if !path.exists() {
+            continue;
+        }
+        let mut server = Server::load(&path)?;
+        server.stop()?;
+        remove_state(&path)?;
+        println!("xtask: stopped Directus `{}` ({})", server.name, server.url);
+        stopped += 1;
+    }
+    if stopped == 0 {
+        println!("xtask: no Directus was running");
+    }
+    Ok(())
+}
+
+/// `directus env`: prints `export` lines for the running servers, for `eval`.
+fn env() -> Result {
+    let mut servers = Vec::new();
+    for name in NAMES {
+        let path = state_file(name)?;
+        if path.exists() {
+            let mut server = Server::load(&path)?;
+            if !server.is_running() {
+                return Err(format!(
+                    "Directus `{name}` (pid {}) is not running any more; \
+                     run `cargo xtask directus start`",
+                    server.pid
+                ));
+            }
+            servers.push(server);
+        }
+    }
+    if servers.is_empty() {
+        return Err("no Directus is running; run `cargo xtask directus start`".into());
+    }
+    print_exports(&servers);
+    Ok(())
+}
+
+/// Prints `export NAME='value'` lines for `servers` on stdout.
+fn print_exports(servers: &[Server]) {
+    for (name, value) in exports(servers) {
+        println!("export {name}='{}'", value.replace('\'', r"'\''"));
+    }
+}
+
+/// Where `start` records the server called `name`.
+fn state_file(name: &str) -> Result<PathBuf> {
+    Ok(Install::locate()?
+        .dir()
+        .join("run")
+        .join(format!("{name}.state")))
+}
+
+/// Removes a state file if it exists.
+fn remove_state(path: &std::path::Path) -> Result {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+/// Parses `--access-ttl SECONDS` (`5` or `5s`) and `--rate-limit POINTS`.
+fn parse_start_flags(args: &[String]) -> Result<StartFlags> {
+    let mut flags = StartFlags::default();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("`{flag}` needs a value"))
+                .map(String::as_str)
+        };
+        match flag.as_str() {
+            "--access-ttl" => {
+                let text = value()?;
+                flags.access_ttl_secs = text
+                    .strip_suffix('s')
+                    .unwrap_or(text)
+                    .parse()
+                    .ok()
+                    .filter(|secs| *secs > 0)
+                    .ok_or_else(|| format!("`--access-ttl {text}`: expected seconds, like 5s"))?;
+            }
+            "--rate-limit" => {
+                let text = value()?;
+                flags.rate_limit_points = text
+                    .parse()
+                    .ok()
+                    .filter(|points| *points > 0)
+                    .ok_or_else(|| format!("`--rate-limit {text}`: expected a positive number"))?;
+            }
+            other => return Err(format!("unknown flag `{other}`\n\n{}", crate::USAGE)),
+        }
+    }
+    Ok(flags)
+}

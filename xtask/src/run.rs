@@ -1,0 +1,69 @@
+//! Running external programs: echo the command, run it, turn failure into a message.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+use crate::Result;
+
+/// Runs `command` to completion with the terminal's stdio, failing with a message that
+/// names `what` when it cannot start or exits unsuccessfully.
+pub(crate) fn run(what: &str, command: &mut Command) -> Result {
+    println!("xtask: $ {}", show(command));
+    let status = command
+        .status()
+        .map_err(|e| format!("{what}: cannot start `{}`: {e}", show(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status}): `{}`", show(command)))
+    }
+}
+
+/// Runs `command` with its output appended to `log`, failing with the log's tail when it
+/// does not succeed. For chatty programs whose output matters only when they fail.
+pub(crate) fn run_logged(what: &str, command: &mut Command, log: &Path) -> Result {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{what}: cannot open log {}: {e}", log.display()))?;
+    let err_file = file
+        .try_clone()
+        .map_err(|e| format!("{what}: cannot reuse log {}: {e}", log.display()))?;
+    command.stdout(file).stderr(err_file);
+    let status = command
+        .status()
+        .map_err(|e| format!("{what}: cannot start `{}`: {e}", show(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({status}): `{}`\n--- last lines of {} ---\n{}",
+            show(command),
+            log.display(),
+            tail(log, 40)
+        ))
+    }
+}
+
+/// The last `lines` lines of the file at `path`, or a note saying it cannot be read.
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// The command line of `command` as one string, for progress lines and error messages.
+pub(crate) fn show(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
