@@ -48,14 +48,14 @@ pub(crate) fn main(args: &[String]) -> Result {
             static_checks?;
             return tests(&[]);
         };
+        // From here on the servers are inside `Running`, which stops them when dropped.
         let servers = starting
             .join()
             .unwrap_or_else(|_| Err("the Directus start panicked".into()))
+            .map(Running)
             .map_err(|e| format!("starting Directus failed:\n{e}"));
-        let servers = match (static_checks, servers) {
-            (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
-            (Ok(()), Ok(servers)) => Running(servers),
-        };
+        static_checks?;
+        let servers = servers?;
         let env = directus::exports(&servers.0);
         for (name, value) in &env {
             let shown = if name.ends_with("PASSWORD") {

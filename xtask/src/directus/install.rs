@@ -125,7 +125,7 @@ impl Install {
         let parent = self.dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create cache folder {}: {e}", parent.display()))?;
-        let path = self.dir.with_extension("lock");
+        let path = parent.join(format!("directus-{DIRECTUS_VERSION}.lock"));
         let file = File::create(&path)
             .map_err(|e| format!("cannot create lock file {}: {e}", path.display()))?;
         if file.try_lock().is_err() {
