@@ -1,1 +1,2 @@
-fn main(){}
+//! Benchmarks of the session manager (written with the benchmark task).
+fn main() {}

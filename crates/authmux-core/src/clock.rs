@@ -52,7 +52,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A manual clock set to the given time.
     pub fn new(at: SystemTime) -> Self {
-        Self { micros: Arc::new(AtomicI64::new(to_micros(at))) }
+        Self {
+            micros: Arc::new(AtomicI64::new(to_micros(at))),
+        }
     }
 
     /// A manual clock set to `secs` seconds after the Unix epoch.
@@ -103,5 +105,7 @@ fn to_micros(at: SystemTime) -> i64 {
 
 /// Seconds since the Unix epoch, saturating at zero for times before it.
 pub fn unix_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -1,0 +1,724 @@
+//! The session lifecycle as a pure state machine: no I/O, no clock, no randomness.
+//! Time and jitter come in with each [`Input`]; the new [`Phase`] and a list of
+//! [`Action`]s come out. The [`SessionManager`](crate::SessionManager) is a thin
+//! driver that performs the actions (calls the provider, writes the store, sends
+//! events), so every rule here can be property-tested without a network.
+//!
+//! ```text
+//!               SignedIn                 TokenWanted (in window / expired)
+//! Anonymous ───────────────▶ Active ─────────────────────────▶ (refresh needed)
+//!     │ OtpRequired           ▲  │ BeginRefresh                      │
+//!     ▼                       │  ▼                                   │
+//! AwaitingOtp ──SignedIn──▶   │ Refreshing ──RefreshFailed(rejected)──▶ SignedOut
+//!                             │  │                                       ▲
+//!          RefreshSucceeded / │  │ RefreshFailed(transient): back to     │ SignOut
+//!          RefreshFailed(transient)  Active, session kept                │
+//! Active ── expired, cannot refresh ──▶ Expired ─────────────────────────┘
+//! ```
+//!
+//! Rules the machine enforces (each is a property test in `tests/lifecycle_props.rs`):
+//! - An access token is handed out only before its expiry.
+//! - At most one refresh is in flight: `StartRefresh` is never emitted in `Refreshing`.
+//! - A refresh token that was rotated away is never sent again (the machine remembers
+//!   fingerprints of spent tokens and refuses to start a refresh with one).
+//! - After sign-out or a definitive refresh rejection, no token is handed out and the
+//!   store is cleared.
+//! - A transient refresh failure keeps the session.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use crate::error::AuthError;
+use crate::secret::{AccessToken, Fingerprint};
+use crate::session::Session;
+use crate::token::TokenSet;
+
+/// When to refresh proactively: `lead` before expiry, where `lead` is the larger of
+/// `min_lead` and `fraction` of the token's lifetime, stretched by up to `jitter`
+/// (a fraction of `lead`), and never more than half the lifetime (so a 5-second token
+/// is refreshed after 2.5 s, not on every call).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefreshWindow {
+    /// The smallest lead. Default 60 s.
+    pub min_lead: Duration,
+    /// The lead as a fraction of the lifetime. Default 0.10.
+    pub fraction: f64,
+    /// Up to this fraction of `lead` is added at random, so that many clients do not
+    /// refresh in the same instant. Default 0.10.
+    pub jitter: f64,
+}
+
+impl Default for RefreshWindow {
+    fn default() -> Self {
+        Self {
+            min_lead: Duration::from_secs(60),
+            fraction: 0.10,
+            jitter: 0.10,
+        }
+    }
+}
+
+impl RefreshWindow {
+    /// When to start refreshing `tokens`, given a jitter draw in `[0, 1)`. `None` when
+    /// the expiry is unknown (refresh only on 401).
+    pub fn refresh_at(&self, tokens: &TokenSet, jitter_draw: f64) -> Option<SystemTime> {
+        let expires_at = tokens.expires_at?;
+        let lifetime = tokens.lifetime().unwrap_or(Duration::ZERO);
+        let lead = self
+            .min_lead
+            .max(lifetime.mul_f64(self.fraction.clamp(0.0, 1.0)));
+        let lead = lead.mul_f64(1.0 + self.jitter.clamp(0.0, 1.0) * jitter_draw.clamp(0.0, 1.0));
+        let lead = lead.min(lifetime / 2);
+        Some(expires_at.checked_sub(lead).unwrap_or(expires_at))
+    }
+}
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Never signed in (or nothing was restored).
+    Anonymous,
+    /// A login is waiting for its one-time code.
+    AwaitingOtp,
+    /// Signed in.
+    Active,
+    /// Signed in, and one refresh is in flight.
+    Refreshing,
+    /// The token expired and could not be refreshed: sign in again.
+    Expired,
+    /// Signed out, or the server ended the session.
+    SignedOut,
+}
+
+/// How a refresh failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshFailure {
+    /// Network, timeout, 5xx, 429: the session may still be good; try again later.
+    Transient,
+    /// The server refused the refresh token: the session is over.
+    Rejected,
+}
+
+impl RefreshFailure {
+    /// Classifies a provider error.
+    pub fn of(error: &AuthError) -> Self {
+        match error {
+            AuthError::RefreshRejected
+            | AuthError::InvalidCredentials
+            | AuthError::AccountDisabled
+            | AuthError::SessionExpired
+            | AuthError::NotSignedIn
+            | AuthError::Unauthorized { .. }
+            | AuthError::Forbidden { .. } => RefreshFailure::Rejected,
+            _ => RefreshFailure::Transient,
+        }
+    }
+}
+
+/// What happens to the session, for subscribers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A session began (login, OTP, signup, OAuth, or restored tokens).
+    SignedIn {
+        /// The dialect.
+        dialect: String,
+        /// The user's id, when known.
+        user_id: Option<String>,
+    },
+    /// A login is waiting for a one-time code.
+    OtpRequired,
+    /// New tokens arrived.
+    Refreshed {
+        /// Their expiry, when known.
+        expires_at: Option<SystemTime>,
+    },
+    /// Another process refreshed the shared session; its tokens were adopted.
+    Adopted,
+    /// A refresh failed; `session_kept` says whether the session survived it.
+    RefreshFailed {
+        /// The error.
+        error: AuthError,
+        /// True for transient failures: the session is still there.
+        session_kept: bool,
+    },
+    /// The token expired and cannot be refreshed.
+    Expired,
+    /// The session ended (sign-out or rejected refresh).
+    SignedOut,
+}
+
+/// What happened, fed into the machine.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A session began (login, OTP, hydration, restore). `jitter` is a draw in `[0, 1)`.
+    SignedIn {
+        /// The session.
+        session: Session,
+        /// Jitter draw for the refresh window.
+        jitter: f64,
+        /// Whether to persist it (false when it was just loaded from the store).
+        persist: bool,
+    },
+    /// A login asked for a one-time code.
+    OtpRequired,
+    /// A caller wants a token at `now`.
+    TokenWanted {
+        /// The current time.
+        now: SystemTime,
+    },
+    /// The server answered 401 to a request authorized with `rejected`.
+    Unauthorized {
+        /// The current time.
+        now: SystemTime,
+        /// Fingerprint of the access token the server rejected.
+        rejected: Fingerprint,
+    },
+    /// The one refresh pipeline is about to refresh (only the single-flight owner sends
+    /// this). `forced` is set for an explicit `refresh()` or a 401.
+    BeginRefresh {
+        /// The current time.
+        now: SystemTime,
+        /// Refresh even though the token is still fresh.
+        forced: bool,
+    },
+    /// The refresh answered with a session.
+    RefreshSucceeded {
+        /// The refreshed session.
+        session: Session,
+        /// Jitter draw for the refresh window.
+        jitter: f64,
+    },
+    /// The refresh failed.
+    RefreshFailed {
+        /// The error.
+        error: AuthError,
+        /// The current time.
+        now: SystemTime,
+    },
+    /// Another process stored a newer session (read after taking the store lock).
+    Adopt {
+        /// The stored session.
+        session: Session,
+        /// Jitter draw for the refresh window.
+        jitter: f64,
+    },
+    /// The user signs out (the server call, if any, is the driver's business).
+    SignOut,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Give this token to the caller.
+    HandOut(AccessToken),
+    /// A refresh is needed: go through the single refresh pipeline.
+    NeedRefresh,
+    /// Call the provider's refresh with this session (the pipeline owner only).
+    StartRefresh(Session),
+    /// Save this session to the store.
+    Persist(Session),
+    /// Remove the session from the store.
+    ClearStore,
+    /// Tell subscribers.
+    Emit(SessionEvent),
+    /// Return this error to the caller.
+    Fail(AuthError),
+}
+
+/// The state machine. Cheap to clone; holds the current session.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    phase: Phase,
+    session: Option<Session>,
+    refresh_at: Option<SystemTime>,
+    can_refresh: bool,
+    window: RefreshWindow,
+    spent: BTreeSet<Fingerprint>,
+}
+
+impl Lifecycle {
+    /// A machine with no session. `can_refresh` is the provider's
+    /// [`Capabilities::refresh`](crate::Capabilities::refresh).
+    pub fn new(can_refresh: bool, window: RefreshWindow) -> Self {
+        Self {
+            phase: Phase::Anonymous,
+            session: None,
+            refresh_at: None,
+            can_refresh,
+            window,
+            spent: BTreeSet::new(),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The current session, if signed in.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// When a proactive refresh becomes due (`None`: never proactively).
+    pub fn refresh_at(&self) -> Option<SystemTime> {
+        self.refresh_at
+    }
+
+    /// Until when the current token may be handed out without asking the machine
+    /// again: the refresh point if the session can refresh, else its expiry. `None`
+    /// means "no limit known" (unknown expiry). Used by the manager's lock-free hot path.
+    pub fn fresh_until(&self) -> Option<SystemTime> {
+        if self.can_refresh_now() {
+            self.refresh_at
+        } else {
+            self.session.as_ref().and_then(|s| s.tokens.expires_at)
+        }
+    }
+
+    /// Whether `fingerprint` belongs to a refresh token that was rotated away.
+    pub fn is_spent(&self, fingerprint: Fingerprint) -> bool {
+        self.spent.contains(&fingerprint)
+    }
+
+    /// Whether the session has a refresh token that may still be sent.
+    fn can_refresh_now(&self) -> bool {
+        self.can_refresh
+            && self
+                .session
+                .as_ref()
+                .and_then(|s| s.tokens.refresh.as_ref())
+                .is_some_and(|r| !self.spent.contains(&r.fingerprint()))
+    }
+
+    fn install(&mut self, session: Session, jitter: f64) {
+        self.refresh_at = self.window.refresh_at(&session.tokens, jitter);
+        self.session = Some(session);
+        self.phase = Phase::Active;
+    }
+
+    fn end(&mut self, phase: Phase) -> Vec<Action> {
+        self.session = None;
+        self.refresh_at = None;
+        self.phase = phase;
+        vec![
+            Action::ClearStore,
+            Action::Emit(if phase == Phase::Expired {
+                SessionEvent::Expired
+            } else {
+                SessionEvent::SignedOut
+            }),
+        ]
+    }
+
+    fn no_session_error(&self) -> AuthError {
+        match self.phase {
+            Phase::Expired => AuthError::SessionExpired,
+            Phase::AwaitingOtp => AuthError::OtpRequired,
+            _ => AuthError::NotSignedIn,
+        }
+    }
+
+    /// Feeds one input; returns the actions to perform, in order.
+    pub fn step(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::SignedIn {
+                session,
+                jitter,
+                persist,
+            } => {
+                let event = SessionEvent::SignedIn {
+                    dialect: session.dialect.clone(),
+                    user_id: session.user.as_ref().and_then(|u| u.id.clone()),
+                };
+                self.install(session.clone(), jitter);
+                let mut actions = Vec::new();
+                if persist {
+                    actions.push(Action::Persist(session));
+                }
+                actions.push(Action::Emit(event));
+                actions
+            }
+            Input::OtpRequired => {
+                self.session = None;
+                self.refresh_at = None;
+                self.phase = Phase::AwaitingOtp;
+                vec![Action::Emit(SessionEvent::OtpRequired)]
+            }
+            Input::TokenWanted { now } => self.token_wanted(now),
+            Input::Unauthorized { now, rejected } => {
+                let Some(session) = &self.session else {
+                    return vec![Action::Fail(self.no_session_error())];
+                };
+                if session.tokens.access.fingerprint() != rejected {
+                    // Another refresh already replaced the rejected token: use the new one.
+                    return self.token_wanted(now);
+                }
+                if self.phase == Phase::Refreshing || self.can_refresh_now() {
+                    vec![Action::NeedRefresh]
+                } else {
+                    let mut actions = self.end(Phase::Expired);
+                    actions.push(Action::Fail(AuthError::SessionExpired));
+                    actions
+                }
+            }
+            Input::BeginRefresh { now, forced } => {
+                if self.phase == Phase::Refreshing {
+                    // Never two at once: the driver must wait for the one in flight.
+                    return vec![Action::NeedRefresh];
+                }
+                let Some(session) = &self.session else {
+                    return vec![Action::Fail(self.no_session_error())];
+                };
+                if !forced && self.fresh_at(now) {
+                    return vec![Action::HandOut(session.tokens.access.clone())];
+                }
+                if !self.can_refresh {
+                    return vec![Action::Fail(AuthError::Unsupported {
+                        capability: "refresh",
+                    })];
+                }
+                if !self.can_refresh_now() {
+                    // No refresh token, or only a spent one: it must never be sent again.
+                    if session.tokens.is_expired_at(now) || forced {
+                        let mut actions = self.end(Phase::Expired);
+                        actions.push(Action::Fail(AuthError::SessionExpired));
+                        return actions;
+                    }
+                    return vec![Action::HandOut(session.tokens.access.clone())];
+                }
+                self.phase = Phase::Refreshing;
+                vec![Action::StartRefresh(session.clone())]
+            }
+            Input::RefreshSucceeded { session, jitter } => {
+                if self.phase != Phase::Refreshing {
+                    // Signed out (or restarted) while the refresh was in flight: drop it.
+                    return vec![Action::Fail(self.no_session_error())];
+                }
+                if let Some(old) = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.tokens.refresh.as_ref())
+                {
+                    let rotated = session.tokens.refresh.as_ref() != Some(old);
+                    if rotated {
+                        self.spent.insert(old.fingerprint());
+                    }
+                }
+                let expires_at = session.tokens.expires_at;
+                let token = session.tokens.access.clone();
+                self.install(session.clone(), jitter);
+                vec![
+                    Action::Persist(session),
+                    Action::Emit(SessionEvent::Refreshed { expires_at }),
+                    Action::HandOut(token),
+                ]
+            }
+            Input::RefreshFailed { error, now } => {
+                if self.phase != Phase::Refreshing {
+                    return vec![Action::Fail(self.no_session_error())];
+                }
+                match RefreshFailure::of(&error) {
+                    RefreshFailure::Rejected => {
+                        if let Some(old) = self
+                            .session
+                            .as_ref()
+                            .and_then(|s| s.tokens.refresh.as_ref())
+                        {
+                            self.spent.insert(old.fingerprint());
+                        }
+                        let mut actions = vec![Action::Emit(SessionEvent::RefreshFailed {
+                            error: error.clone(),
+                            session_kept: false,
+                        })];
+                        actions.extend(self.end(Phase::SignedOut));
+                        actions.push(Action::Fail(AuthError::RefreshRejected));
+                        actions
+                    }
+                    RefreshFailure::Transient => {
+                        self.phase = Phase::Active;
+                        let mut actions = vec![Action::Emit(SessionEvent::RefreshFailed {
+                            error: error.clone(),
+                            session_kept: true,
+                        })];
+                        match &self.session {
+                            // Still valid: the caller can carry on with it; the next call
+                            // will try to refresh again (no failure is cached).
+                            Some(s) if !s.tokens.is_expired_at(now) => {
+                                actions.push(Action::HandOut(s.tokens.access.clone()));
+                            }
+                            _ => actions.push(Action::Fail(error)),
+                        }
+                        actions
+                    }
+                }
+            }
+            Input::Adopt { session, jitter } => {
+                if let Some(old) = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.tokens.refresh.as_ref())
+                    && session.tokens.refresh.as_ref() != Some(old)
+                {
+                    // The other process used (and rotated away) our refresh token.
+                    self.spent.insert(old.fingerprint());
+                }
+                let token = session.tokens.access.clone();
+                self.install(session, jitter);
+                vec![Action::Emit(SessionEvent::Adopted), Action::HandOut(token)]
+            }
+            Input::SignOut => {
+                if let Some(old) = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.tokens.refresh.as_ref())
+                {
+                    self.spent.insert(old.fingerprint());
+                }
+                self.end(Phase::SignedOut)
+            }
+        }
+    }
+
+    fn fresh_at(&self, now: SystemTime) -> bool {
+        self.fresh_until().is_none_or(|until| now < until)
+            && !self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.tokens.is_expired_at(now))
+    }
+
+    fn token_wanted(&mut self, now: SystemTime) -> Vec<Action> {
+        let Some(session) = &self.session else {
+            return vec![Action::Fail(self.no_session_error())];
+        };
+        if self.fresh_at(now) {
+            return vec![Action::HandOut(session.tokens.access.clone())];
+        }
+        if self.phase == Phase::Refreshing || self.can_refresh_now() {
+            return vec![Action::NeedRefresh];
+        }
+        if session.tokens.is_expired_at(now) {
+            let mut actions = self.end(Phase::Expired);
+            actions.push(Action::Fail(AuthError::SessionExpired));
+            return actions;
+        }
+        vec![Action::HandOut(session.tokens.access.clone())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::RefreshToken;
+    use crate::token::Expiry;
+    use std::time::UNIX_EPOCH;
+    use url::Url;
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn session(access: &str, refresh: Option<&str>, issued: u64, lifetime: u64) -> Session {
+        let tokens = TokenSet::new(
+            AccessToken::new(access),
+            refresh.map(RefreshToken::new),
+            Expiry::In(Duration::from_secs(lifetime)),
+            t(issued),
+        );
+        Session::new("test", Url::parse("https://x.example").unwrap(), tokens)
+    }
+
+    fn handed_out(actions: &[Action]) -> Option<&str> {
+        actions.iter().find_map(|a| match a {
+            Action::HandOut(t) => Some(t.expose_secret()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn window_is_later_of_60s_or_10_percent_and_at_most_half_the_lifetime() {
+        let w = RefreshWindow {
+            jitter: 0.0,
+            ..RefreshWindow::default()
+        };
+        // 15 min token: lead = max(60 s, 90 s) = 90 s.
+        assert_eq!(
+            w.refresh_at(&session("a", None, 0, 900).tokens, 0.5),
+            Some(t(810))
+        );
+        // 5 min token: lead = 60 s.
+        assert_eq!(
+            w.refresh_at(&session("a", None, 0, 300).tokens, 0.5),
+            Some(t(240))
+        );
+        // 5 s token: lead capped at half the lifetime.
+        assert_eq!(
+            w.refresh_at(&session("a", None, 0, 5).tokens, 0.5),
+            Some(UNIX_EPOCH + Duration::from_millis(2_500))
+        );
+        let jittered = RefreshWindow::default()
+            .refresh_at(&session("a", None, 0, 900).tokens, 0.999)
+            .unwrap();
+        assert!(jittered < t(810) && jittered >= t(801));
+    }
+
+    #[test]
+    fn happy_path_proactive_refresh_with_rotation() {
+        let mut m = Lifecycle::new(
+            true,
+            RefreshWindow {
+                jitter: 0.0,
+                ..RefreshWindow::default()
+            },
+        );
+        let s1 = session("a1", Some("r1"), 0, 900);
+        let r1 = s1.tokens.refresh.clone().unwrap();
+        m.step(Input::SignedIn {
+            session: s1,
+            jitter: 0.0,
+            persist: true,
+        });
+        assert_eq!(
+            handed_out(&m.step(Input::TokenWanted { now: t(100) })),
+            Some("a1")
+        );
+        assert!(matches!(
+            m.step(Input::TokenWanted { now: t(850) })[..],
+            [Action::NeedRefresh]
+        ));
+        let actions = m.step(Input::BeginRefresh {
+            now: t(850),
+            forced: false,
+        });
+        assert!(matches!(&actions[..], [Action::StartRefresh(_)]));
+        assert_eq!(m.phase(), Phase::Refreshing);
+        // A second begin while one is in flight does not start another.
+        assert!(matches!(
+            m.step(Input::BeginRefresh {
+                now: t(850),
+                forced: true
+            })[..],
+            [Action::NeedRefresh]
+        ));
+        let actions = m.step(Input::RefreshSucceeded {
+            session: session("a2", Some("r2"), 850, 900),
+            jitter: 0.0,
+        });
+        assert_eq!(handed_out(&actions), Some("a2"));
+        assert!(m.is_spent(r1.fingerprint()));
+        assert_eq!(m.phase(), Phase::Active);
+    }
+
+    #[test]
+    fn transient_failure_keeps_a_valid_session_and_rejection_ends_it() {
+        let mut m = Lifecycle::new(true, RefreshWindow::default());
+        m.step(Input::SignedIn {
+            session: session("a1", Some("r1"), 0, 900),
+            jitter: 0.0,
+            persist: false,
+        });
+        m.step(Input::BeginRefresh {
+            now: t(850),
+            forced: false,
+        });
+        let actions = m.step(Input::RefreshFailed {
+            error: AuthError::Timeout,
+            now: t(850),
+        });
+        assert_eq!(handed_out(&actions), Some("a1"));
+        assert_eq!(m.phase(), Phase::Active);
+        // Past expiry, the transient error is returned, the session still kept.
+        m.step(Input::BeginRefresh {
+            now: t(901),
+            forced: false,
+        });
+        let actions = m.step(Input::RefreshFailed {
+            error: AuthError::Timeout,
+            now: t(901),
+        });
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Fail(AuthError::Timeout))
+        ));
+        assert!(m.session().is_some());
+        m.step(Input::BeginRefresh {
+            now: t(902),
+            forced: false,
+        });
+        let actions = m.step(Input::RefreshFailed {
+            error: AuthError::RefreshRejected,
+            now: t(902),
+        });
+        assert!(actions.iter().any(|a| matches!(a, Action::ClearStore)));
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Fail(AuthError::RefreshRejected))
+        ));
+        assert_eq!(m.phase(), Phase::SignedOut);
+        assert!(matches!(
+            m.step(Input::TokenWanted { now: t(903) })[..],
+            [Action::Fail(AuthError::NotSignedIn)]
+        ));
+    }
+
+    #[test]
+    fn without_refresh_expiry_is_final_and_typed() {
+        let mut m = Lifecycle::new(false, RefreshWindow::default());
+        m.step(Input::SignedIn {
+            session: session("a1", None, 0, 900),
+            jitter: 0.0,
+            persist: false,
+        });
+        // Inside the window there is nothing to do but use the token.
+        assert_eq!(
+            handed_out(&m.step(Input::TokenWanted { now: t(899) })),
+            Some("a1")
+        );
+        let actions = m.step(Input::TokenWanted { now: t(900) });
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Fail(AuthError::SessionExpired))
+        ));
+        assert_eq!(m.phase(), Phase::Expired);
+        assert!(matches!(
+            m.step(Input::TokenWanted { now: t(901) })[..],
+            [Action::Fail(AuthError::SessionExpired)]
+        ));
+    }
+
+    #[test]
+    fn unauthorized_with_an_already_replaced_token_uses_the_new_one() {
+        let mut m = Lifecycle::new(true, RefreshWindow::default());
+        let s1 = session("a1", Some("r1"), 0, 900);
+        let old = s1.tokens.access.fingerprint();
+        m.step(Input::SignedIn {
+            session: s1,
+            jitter: 0.0,
+            persist: false,
+        });
+        assert!(matches!(
+            m.step(Input::Unauthorized {
+                now: t(10),
+                rejected: old
+            })[..],
+            [Action::NeedRefresh]
+        ));
+        m.step(Input::BeginRefresh {
+            now: t(10),
+            forced: true,
+        });
+        m.step(Input::RefreshSucceeded {
+            session: session("a2", Some("r2"), 10, 900),
+            jitter: 0.0,
+        });
+        assert_eq!(
+            handed_out(&m.step(Input::Unauthorized {
+                now: t(11),
+                rejected: old
+            })),
+            Some("a2")
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! The session model: [`Session`], [`UserProfile`], [`Credentials`], [`OtpChallenge`],
+//! and the outcomes of signing in and out.
+//!
+//! A [`Session`] is what stores persist: serde-serializable, versioned by
+//! [`SESSION_FORMAT`], and safe to `Debug`-print (its secrets are redacted newtypes).
+//! Dialect-specific, non-secret data (a Directus mode, a LinkUTM workspace, the id of
+//! the current sign-in) lives in [`Session::extras`], so the core needs no special case
+//! for any dialect.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::secret::{OtpCode, Password};
+use crate::token::TokenSet;
+
+/// The current version of the serialized session format.
+pub const SESSION_FORMAT: u32 = 1;
+
+/// A signed-in session with one backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Serialized format version ([`SESSION_FORMAT`]).
+    pub format: u32,
+    /// The dialect that created the session (`"linxio"`, `"linkutm"`, `"directus"`, ...).
+    pub dialect: String,
+    /// The backend's base URL. Credentials are only ever sent to its origin.
+    pub base_url: Url,
+    /// The tokens.
+    pub tokens: TokenSet,
+    /// The signed-in user, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserProfile>,
+    /// Dialect-specific data that is not secret (e.g. `{"mode": "cookie"}`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extras: Map<String, Value>,
+}
+
+impl Session {
+    /// A new session with no user and no extras.
+    pub fn new(dialect: impl Into<String>, base_url: Url, tokens: TokenSet) -> Self {
+        Self {
+            format: SESSION_FORMAT,
+            dialect: dialect.into(),
+            base_url,
+            tokens,
+            user: None,
+            extras: Map::new(),
+        }
+    }
+
+    /// Sets the user.
+    #[must_use]
+    pub fn with_user(mut self, user: Option<UserProfile>) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// Sets one extra.
+    #[must_use]
+    pub fn with_extra(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extras.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// An extra as a string, if present and a string.
+    pub fn extra_str(&self, key: &str) -> Option<&str> {
+        self.extras.get(key).and_then(Value::as_str)
+    }
+
+    /// A copy of this session with new tokens (user and extras kept): what a refresh
+    /// produces.
+    #[must_use]
+    pub fn with_tokens(&self, tokens: TokenSet) -> Self {
+        Self {
+            tokens,
+            ..self.clone()
+        }
+    }
+}
+
+/// The signed-in user, in the dialect-neutral shape plus the raw JSON.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// The user's id as text (numbers are converted), when the server sent one.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Email address, when sent.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Display name, when sent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The server's whole user object, for dialect-specific fields (Linxio `teamType`,
+    /// `roleId`, `permissions`, `team`; Directus `role`, ...).
+    #[serde(default)]
+    pub raw: Value,
+}
+
+impl UserProfile {
+    /// Reads a profile from a JSON object, taking `id`, `email` and the first present of
+    /// `name_keys` as the name (joined with a space when several are given as a group,
+    /// see [`UserProfile::from_json_with_name`]).
+    pub fn from_json(raw: Value, name_keys: &[&str]) -> Self {
+        let name = name_keys
+            .iter()
+            .find_map(|k| raw.get(*k).and_then(Value::as_str))
+            .map(str::to_owned);
+        Self::from_json_with_name(raw, name)
+    }
+
+    /// Reads `id` and `email` from a JSON object and uses the given name.
+    pub fn from_json_with_name(raw: Value, name: Option<String>) -> Self {
+        let id = match raw.get("id") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let email = raw.get("email").and_then(Value::as_str).map(str::to_owned);
+        Self {
+            id,
+            email,
+            name,
+            raw,
+        }
+    }
+
+    /// A field of the raw user object.
+    pub fn field(&self, key: &str) -> Option<&Value> {
+        self.raw.get(key)
+    }
+}
+
+/// What a user signs in with.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Email (or login name).
+    pub email: String,
+    /// Password.
+    pub password: Password,
+    /// A one-time code sent with the first request, for dialects that accept one
+    /// (Directus `otp`).
+    pub otp: Option<OtpCode>,
+}
+
+impl Credentials {
+    /// Email and password, no one-time code.
+    pub fn new(email: impl Into<String>, password: impl Into<Password>) -> Self {
+        Self {
+            email: email.into(),
+            password: password.into(),
+            otp: None,
+        }
+    }
+
+    /// Adds a one-time code.
+    #[must_use]
+    pub fn with_otp(mut self, otp: impl Into<OtpCode>) -> Self {
+        self.otp = Some(otp.into());
+        self
+    }
+}
+
+/// What a dialect needs to finish a login that asked for a one-time code.
+///
+/// A dialect that must resend the password (Directus) keeps it in `password`: only in
+/// memory (it is never serialized), zeroized on drop. A challenge read back from disk
+/// has no password; [`OtpChallenge::with_password`] supplies it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OtpChallenge {
+    /// The dialect that issued the challenge.
+    pub dialect: String,
+    /// The backend's base URL.
+    pub base_url: Url,
+    /// The email the login was for.
+    pub email: String,
+    /// The password, for dialects that resend it. Never serialized.
+    #[serde(skip)]
+    pub password: Option<Password>,
+    /// Dialect-specific, non-secret data (e.g. a challenge id).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extras: Map<String, Value>,
+    /// When the challenge was issued.
+    #[serde(with = "crate::timestamp")]
+    pub issued_at: SystemTime,
+}
+
+impl OtpChallenge {
+    /// A challenge for `email` at `base_url`.
+    pub fn new(
+        dialect: impl Into<String>,
+        base_url: Url,
+        email: impl Into<String>,
+        issued_at: SystemTime,
+    ) -> Self {
+        Self {
+            dialect: dialect.into(),
+            base_url,
+            email: email.into(),
+            password: None,
+            extras: Map::new(),
+            issued_at,
+        }
+    }
+
+    /// Attaches the password (kept in memory only).
+    #[must_use]
+    pub fn with_password(mut self, password: Password) -> Self {
+        self.password = Some(password);
+        self
+    }
+}
+
+/// The result of [`AuthProvider::login`](crate::AuthProvider::login).
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// Signed in.
+    Authenticated(Session),
+    /// A one-time code is needed: call `verify_otp` with this challenge and the code.
+    OtpRequired(OtpChallenge),
+}
+
+/// What [`AuthProvider::logout`](crate::AuthProvider::logout) actually did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogoutOutcome {
+    /// The server ended this session (its tokens are dead).
+    Revoked,
+    /// The server revoked the sign-in record this session belongs to (LinkUTM).
+    SignInRevoked {
+        /// The id of the revoked sign-in.
+        id: String,
+    },
+    /// Nothing was revoked on the server; the session was only forgotten locally. The
+    /// access token stays valid until it expires.
+    LocalOnly {
+        /// Why the server could not be asked.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{AccessToken, RefreshToken};
+    use crate::token::Expiry;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn session_round_trips_and_debug_hides_secrets() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let tokens = TokenSet::new(
+            AccessToken::new("access-secret-123"),
+            Some(RefreshToken::new("refresh-secret-456")),
+            Expiry::In(Duration::from_secs(900)),
+            now,
+        );
+        let session = Session::new(
+            "directus",
+            Url::parse("https://cms.example.com").unwrap(),
+            tokens,
+        )
+        .with_user(Some(UserProfile::from_json(
+            serde_json::json!({"id": 7, "email": "a@b.c", "first_name": "Ann"}),
+            &["first_name"],
+        )))
+        .with_extra("mode", "json");
+        let json = serde_json::to_string(&session).unwrap();
+        let back: Session = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, session);
+        assert_eq!(back.user.as_ref().unwrap().id.as_deref(), Some("7"));
+        assert_eq!(back.extra_str("mode"), Some("json"));
+        let debug = format!("{session:?}");
+        assert!(!debug.contains("access-secret-123") && !debug.contains("refresh-secret-456"));
+    }
+
+    #[test]
+    fn challenge_never_serializes_the_password() {
+        let challenge = OtpChallenge::new(
+            "directus",
+            Url::parse("https://x.example").unwrap(),
+            "a@b.c",
+            UNIX_EPOCH,
+        )
+        .with_password(Password::new("pw-secret-789"));
+        let json = serde_json::to_string(&challenge).unwrap();
+        assert!(!json.contains("pw-secret-789"));
+        assert!(!format!("{challenge:?}").contains("pw-secret-789"));
+        let back: OtpChallenge = serde_json::from_str(&json).unwrap();
+        assert!(back.password.is_none());
+    }
+}

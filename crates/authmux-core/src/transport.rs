@@ -1,0 +1,263 @@
+//! The HTTP transport: [`Transport`] takes an `http::Request<Bytes>` and returns an
+//! `http::Response<Bytes>`.
+//!
+//! Adapters build requests and read responses; they never touch an HTTP client
+//! directly. [`ReqwestTransport`] (feature `reqwest`, on by default, rustls) is the
+//! default, with a per-request timeout, a response-size cap, no redirects, and a
+//! `User-Agent` naming authmux. Any closure `Fn(Request<Bytes>) -> impl Future<Output =
+//! Result<Response<Bytes>, AuthError>>` is a transport too, so tests can script answers:
+//!
+//! ```
+//! use authmux_core::transport::Transport;
+//! use authmux_core::AuthError;
+//! use bytes::Bytes;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let scripted = |_req: http::Request<Bytes>| async {
+//!     Ok::<_, AuthError>(http::Response::builder().status(204).body(Bytes::new()).unwrap())
+//! };
+//! let answer = scripted.send(http::Request::new(Bytes::new())).await.unwrap();
+//! assert_eq!(answer.status(), 204);
+//! # });
+//! ```
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Request, Response};
+use url::{Host, Url};
+
+use crate::error::AuthError;
+
+/// The default per-request timeout (linxio-js uses the same).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default response-size cap: 4 MiB, far above any auth answer.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The `User-Agent` authmux sends unless told otherwise: `authmux/<version>`.
+pub fn default_user_agent() -> String {
+    format!(
+        "authmux/{} (+https://crates.io/crates/authmux)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Sends one HTTP request and returns the whole response.
+///
+/// Implementations report failures below HTTP as [`AuthError::Timeout`] or
+/// [`AuthError::Transport`]; any HTTP status, 4xx and 5xx included, is a response.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Sends `request`.
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError>;
+}
+
+#[async_trait]
+impl<F, Fut> Transport for F
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<Response<Bytes>, AuthError>> + Send,
+{
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
+        self(request).await
+    }
+}
+
+/// Refuses plain `http://` to anything but a loopback host unless `allow_insecure_http`
+/// is set, and refuses schemes other than http and https. Adapters call this on their
+/// base URL when they are built.
+pub fn check_base_url(url: &Url, allow_insecure_http: bool) -> Result<(), AuthError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(url) => Ok(()),
+        "http" => Err(AuthError::InsecureTransport {
+            reason: format!(
+                "plain http:// to {} would expose credentials; use https or opt in to insecure http",
+                url.host_str().unwrap_or("?")
+            ),
+        }),
+        other => Err(AuthError::validation(
+            "url",
+            format!("unsupported scheme {other:?}; expected https"),
+        )),
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Settings of [`ReqwestTransport`].
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Per-request timeout, connect to last byte. Default 30 s.
+    pub timeout: Duration,
+    /// Largest accepted response body. Default 4 MiB.
+    pub max_response_bytes: usize,
+    /// The `User-Agent` header. Default [`default_user_agent`].
+    pub user_agent: String,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            user_agent: default_user_agent(),
+        }
+    }
+}
+
+#[cfg(feature = "reqwest")]
+pub use self::reqwest_impl::ReqwestTransport;
+
+#[cfg(feature = "reqwest")]
+mod reqwest_impl {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::error::TransportErrorKind;
+
+    /// The default transport: reqwest with rustls, no redirects, a timeout and a
+    /// response-size cap.
+    #[derive(Debug, Clone)]
+    pub struct ReqwestTransport {
+        client: reqwest::Client,
+        max_response_bytes: usize,
+    }
+
+    impl ReqwestTransport {
+        /// A transport with the default settings.
+        pub fn new() -> Result<Self, AuthError> {
+            Self::with_config(TransportConfig::default())
+        }
+
+        /// A transport with the given settings.
+        pub fn with_config(config: TransportConfig) -> Result<Self, AuthError> {
+            let client = reqwest::Client::builder()
+                .timeout(config.timeout)
+                .user_agent(config.user_agent)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| map_error(&e, e.to_string()))?;
+            Ok(Self {
+                client,
+                max_response_bytes: config.max_response_bytes,
+            })
+        }
+
+        /// Wraps an existing client (its own timeout, proxy, TLS settings apply).
+        pub fn from_client(client: reqwest::Client, max_response_bytes: usize) -> Self {
+            Self {
+                client,
+                max_response_bytes,
+            }
+        }
+    }
+
+    fn map_error(e: &reqwest::Error, context: String) -> AuthError {
+        if e.is_timeout() {
+            return AuthError::Timeout;
+        }
+        let kind = if e.is_connect() {
+            TransportErrorKind::Connect
+        } else if e.is_builder() || e.is_request() && e.url().is_none() {
+            TransportErrorKind::Request
+        } else if e.is_body() || e.is_decode() || e.is_request() {
+            TransportErrorKind::Io
+        } else {
+            TransportErrorKind::Other
+        };
+        // reqwest's messages name the URL; URLs never carry secrets in authmux (tokens
+        // travel in headers and bodies only), but strip the query to be safe.
+        let message = crate::error::sanitize_message(&context);
+        AuthError::Transport {
+            kind,
+            source: Some(Arc::new(std::io::Error::other(message))),
+        }
+    }
+
+    fn without_url(e: reqwest::Error) -> reqwest::Error {
+        e.without_url()
+    }
+
+    #[async_trait]
+    impl Transport for ReqwestTransport {
+        async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
+            let request = reqwest::Request::try_from(request).map_err(|e| {
+                let e = without_url(e);
+                map_error(&e, e.to_string())
+            })?;
+            let mut response = self.client.execute(request).await.map_err(|e| {
+                let e = without_url(e);
+                map_error(&e, e.to_string())
+            })?;
+            if response
+                .content_length()
+                .is_some_and(|n| n > self.max_response_bytes as u64)
+            {
+                return Err(body_too_large(self.max_response_bytes));
+            }
+            let mut builder = Response::builder()
+                .status(response.status())
+                .version(response.version());
+            if let Some(headers) = builder.headers_mut() {
+                *headers = std::mem::take(response.headers_mut());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                let e = without_url(e);
+                map_error(&e, e.to_string())
+            })? {
+                if body.len() + chunk.len() > self.max_response_bytes {
+                    return Err(body_too_large(self.max_response_bytes));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            builder
+                .body(Bytes::from(body))
+                .map_err(|e| AuthError::protocol(format!("bad response: {e}")))
+        }
+    }
+
+    fn body_too_large(cap: usize) -> AuthError {
+        AuthError::Transport {
+            kind: TransportErrorKind::BodyTooLarge,
+            source: Some(Arc::new(std::io::Error::other(format!(
+                "response body larger than {cap} bytes"
+            )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_is_refused_except_on_loopback_or_opt_in() {
+        let ok = |s: &str, opt: bool| check_base_url(&Url::parse(s).unwrap(), opt).is_ok();
+        assert!(ok("https://api.example.com", false));
+        assert!(ok("http://127.0.0.1:8080", false));
+        assert!(ok("http://[::1]:8080", false));
+        assert!(ok("http://localhost:3000", false));
+        assert!(!ok("http://api.example.com", false));
+        assert!(!ok("http://127.0.0.1.example.com", false));
+        assert!(ok("http://api.example.com", true));
+        assert!(!ok("ftp://api.example.com", true));
+        let err =
+            check_base_url(&Url::parse("http://api.example.com").unwrap(), false).unwrap_err();
+        assert!(matches!(err, AuthError::InsecureTransport { .. }));
+    }
+}
