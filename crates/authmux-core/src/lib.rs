@@ -34,4 +34,4 @@ pub use store::{FileStore, MemoryStore, SessionStore, Versioned};
 pub use token::{Expiry, TokenSet};
 #[cfg(feature = "reqwest")]
 pub use transport::ReqwestTransport;
-pub use transport::Transport;
+pub use transport::{ClientOptions, Transport};

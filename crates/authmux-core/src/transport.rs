@@ -119,6 +119,49 @@ impl Default for TransportConfig {
     }
 }
 
+/// The HTTP settings every adapter's config shares (flatten it into the config with
+/// `#[serde(flatten)]`), so that "one line of config" means the same thing for every
+/// dialect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ClientOptions {
+    /// Allow plain `http://` to a non-loopback host. Off by default.
+    pub allow_insecure_http: bool,
+    /// Per-request timeout in milliseconds (default 30 000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The `User-Agent` to send (default [`default_user_agent`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl ClientOptions {
+    /// The [`TransportConfig`] these options describe.
+    pub fn transport_config(&self) -> TransportConfig {
+        let defaults = TransportConfig::default();
+        TransportConfig {
+            timeout: self
+                .timeout_ms
+                .map_or(defaults.timeout, Duration::from_millis),
+            user_agent: self.user_agent.clone().unwrap_or(defaults.user_agent),
+            max_response_bytes: defaults.max_response_bytes,
+        }
+    }
+
+    /// Checks `base_url` against [`check_base_url`] with these options.
+    pub fn check_url(&self, base_url: &Url) -> Result<(), AuthError> {
+        check_base_url(base_url, self.allow_insecure_http)
+    }
+
+    /// Builds the default transport with these options.
+    #[cfg(feature = "reqwest")]
+    pub fn build_transport(&self) -> Result<std::sync::Arc<dyn Transport>, AuthError> {
+        Ok(std::sync::Arc::new(ReqwestTransport::with_config(
+            self.transport_config(),
+        )?))
+    }
+}
+
 #[cfg(feature = "reqwest")]
 pub use self::reqwest_impl::ReqwestTransport;
 
