@@ -204,7 +204,7 @@ impl FakeRequest {
 #[derive(Debug, Clone)]
 pub struct FakeResponse {
     status: StatusCode,
-    headers: HeaderMap,
+    headers: Box<HeaderMap>,
     body: Bytes,
 }
 
@@ -213,7 +213,7 @@ impl FakeResponse {
     pub fn empty(status: StatusCode) -> Self {
         Self {
             status,
-            headers: HeaderMap::new(),
+            headers: Box::default(),
             body: Bytes::new(),
         }
     }
@@ -231,7 +231,7 @@ impl FakeResponse {
 
     /// A response with any content type and body.
     pub fn raw(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Self {
-        let mut headers = HeaderMap::new();
+        let mut headers = Box::new(HeaderMap::new());
         if let Ok(v) = HeaderValue::from_str(content_type) {
             headers.insert(CONTENT_TYPE, v);
         }
@@ -633,7 +633,7 @@ impl Shared {
 fn into_http(resp: FakeResponse) -> http::Response<FakeBody> {
     let mut out = http::Response::new(FakeBody::full(resp.body));
     *out.status_mut() = resp.status;
-    *out.headers_mut() = resp.headers;
+    *out.headers_mut() = *resp.headers;
     out
 }
 
