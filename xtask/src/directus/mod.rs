@@ -294,3 +294,72 @@ fn parse_start_flags(args: &[String]) -> Result<StartFlags> {
     }
     Ok(flags)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn start_flags_have_defaults_and_accept_seconds_with_or_without_unit() {
+        let default = parse_start_flags(&[]).unwrap();
+        assert_eq!((default.access_ttl_secs, default.rate_limit_points), (5, 5));
+        let flags = parse_start_flags(&args("--access-ttl 30s --rate-limit 2")).unwrap();
+        assert_eq!((flags.access_ttl_secs, flags.rate_limit_points), (30, 2));
+        assert_eq!(
+            parse_start_flags(&args("--access-ttl 9"))
+                .unwrap()
+                .access_ttl_secs,
+            9
+        );
+    }
+
+    #[test]
+    fn bad_start_flags_are_refused() {
+        for bad in [
+            "--access-ttl",
+            "--access-ttl 0",
+            "--access-ttl 5m",
+            "--rate-limit 0",
+            "--what",
+        ] {
+            assert!(parse_start_flags(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exports_describe_both_servers() {
+        let limit = RateLimit {
+            points: 4,
+            duration_secs: 10,
+        };
+        let servers = [
+            server::example(MAIN, None),
+            server::example(RATE_LIMITED, Some(limit)),
+        ];
+        let vars = exports(&servers);
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("AUTHMUX_DIRECTUS_URL"), Some("http://127.0.0.1:8055"));
+        assert_eq!(
+            get("AUTHMUX_DIRECTUS_ADMIN_EMAIL"),
+            Some("admin@example.com")
+        );
+        assert_eq!(get("AUTHMUX_DIRECTUS_ADMIN_PASSWORD"), Some("pass'word"));
+        assert_eq!(get("AUTHMUX_DIRECTUS_MAIL_FILE"), Some("/tmp/x/mails.txt"));
+        assert_eq!(get("AUTHMUX_DIRECTUS_ACCESS_TTL_SECS"), Some("7"));
+        assert_eq!(
+            get("AUTHMUX_DIRECTUS_RATE_LIMITED_URL"),
+            Some("http://127.0.0.1:8055")
+        );
+        assert_eq!(get("AUTHMUX_DIRECTUS_RATE_LIMIT_POINTS"), Some("4"));
+        assert_eq!(get("AUTHMUX_DIRECTUS_RATE_LIMIT_DURATION_SECS"), Some("10"));
+        assert_eq!(vars.len(), 10);
+    }
+}

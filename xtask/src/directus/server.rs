@@ -507,3 +507,65 @@ fn is_directus_process(pid: u32) -> bool {
     });
     !is_zombie && String::from_utf8_lossy(&cmdline).contains("directus")
 }
+
+/// A server description for tests, with no process behind it.
+#[cfg(test)]
+pub(crate) fn example(name: &str, rate_limit: Option<RateLimit>) -> Server {
+    Server {
+        name: name.to_string(),
+        pid: 4_000_000,
+        own_group: true,
+        url: "http://127.0.0.1:8055".into(),
+        admin: Admin {
+            email: ADMIN_EMAIL.into(),
+            password: "pass'word".into(),
+        },
+        mail_file: "/tmp/x/mails.txt".into(),
+        temp_dir: "/tmp/x".into(),
+        access_ttl_secs: 7,
+        rate_limit,
+        child: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_file_round_trips() {
+        let dir = std::env::temp_dir().join(format!("xtask-state-test-{}", std::process::id()));
+        let path = dir.join("run").join("x.state");
+        let limit = RateLimit {
+            points: 3,
+            duration_secs: 10,
+        };
+        for rate_limit in [None, Some(limit)] {
+            let saved = example("x", rate_limit);
+            saved.save(&path).unwrap();
+            let loaded = Server::load(&path).unwrap();
+            assert_eq!(loaded.name, saved.name);
+            assert_eq!(loaded.pid, saved.pid);
+            assert_eq!(loaded.own_group, saved.own_group);
+            assert_eq!(loaded.url, saved.url);
+            assert_eq!(loaded.admin.email, saved.admin.email);
+            assert_eq!(loaded.admin.password, saved.admin.password);
+            assert_eq!(loaded.mail_file, saved.mail_file);
+            assert_eq!(loaded.temp_dir, saved.temp_dir);
+            assert_eq!(loaded.access_ttl_secs, saved.access_ttl_secs);
+            assert_eq!(loaded.rate_limit, rate_limit);
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the state file holds a password: owner only"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_dead_pid_is_not_running() {
+        assert!(!example("x", None).is_running());
+    }
+}
