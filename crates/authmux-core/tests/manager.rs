@@ -1,0 +1,364 @@
+//! The session manager against a scripted provider: hot path, single-flight refresh,
+//! refresh-and-replay on 401, rejection and transient failures, events, stores shared
+//! by two managers, origin checks.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authmux_core::lifecycle::SessionEvent;
+use authmux_core::strategies::RefreshAnswer;
+use authmux_core::{
+    AuthError, Credentials, ManualClock, MemoryStore, Phase, SessionManager, SessionStore,
+};
+use bytes::Bytes;
+use support::Scripted;
+
+fn setup() -> (ManualClock, Scripted, SessionManager, MemoryStore) {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let provider = Scripted::new(clock.clone());
+    let store = MemoryStore::new();
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store.clone())
+        .clock(clock.clone())
+        .build();
+    (clock, provider, manager, store)
+}
+
+fn get(path: &str) -> http::Request<Bytes> {
+    http::Request::get(path).body(Bytes::new()).unwrap()
+}
+
+async fn login(manager: &SessionManager) {
+    manager
+        .login(&Credentials::new("u@example.test", "right"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn login_persists_and_hot_path_needs_no_refresh() {
+    let (_clock, provider, manager, store) = setup();
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::NotSignedIn)
+    ));
+    assert!(matches!(
+        manager
+            .login(&Credentials::new("u@example.test", "wrong"))
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    login(&manager).await;
+    let token = manager.access_token().await.unwrap();
+    assert_eq!(token, manager.access_token().await.unwrap());
+    assert_eq!(provider.record().refresh_calls, 0);
+    let stored = store.load().await.unwrap().unwrap();
+    assert_eq!(stored.session.tokens.access, token);
+    assert_eq!(manager.phase(), Phase::Active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_in_the_window_cause_exactly_one_refresh() {
+    let (clock, mut provider, _, store) = setup();
+    provider.refresh_delay = Duration::from_millis(20);
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store)
+        .clock(clock.clone())
+        .build();
+    login(&manager).await;
+    let old = manager.access_token().await.unwrap();
+    clock.advance(Duration::from_secs(890)); // inside the window, still valid
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.access_token().await })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_ne!(tokens[0], old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_never_handed_out_and_a_storm_refreshes_once() {
+    let (clock, provider, manager, _) = setup();
+    login(&manager).await;
+    clock.advance(Duration::from_secs(1_000)); // past expiry
+    let tasks: Vec<_> = (0..500)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.access_token().await })
+        })
+        .collect();
+    for t in tasks {
+        let token = t.await.unwrap().unwrap();
+        let expiry = provider.record().issued_access[token.expose_secret()];
+        assert!(expiry.unwrap() > authmux_core::Clock::now(&clock));
+    }
+    assert_eq!(provider.record().refresh_calls, 1);
+}
+
+#[tokio::test]
+async fn send_refreshes_once_on_401_and_replays_once() {
+    let (_clock, provider, manager, _) = setup();
+    login(&manager).await;
+    let before = manager.access_token().await.unwrap();
+    provider.revoke_access(before.expose_secret());
+    let response = manager.send(get("/things?a=1")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.body(),
+        &Bytes::from_static(b"{\"path\":\"/things\"}")
+    );
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert_eq!(provider.record().api_calls, 2);
+    assert_ne!(manager.access_token().await.unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_401s_share_one_refresh() {
+    let (_clock, mut provider, _, store) = setup();
+    provider.refresh_delay = Duration::from_millis(10);
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store)
+        .build();
+    // The manager uses the system clock here, the provider a manual one set in the
+    // future: tokens look long-lived to both.
+    login(&manager).await;
+    let token = manager.access_token().await.unwrap();
+    provider.revoke_access(token.expose_secret());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.send(get("/x")).await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(provider.record().refresh_calls, 1);
+}
+
+#[tokio::test]
+async fn a_second_401_is_a_typed_error() {
+    let (_clock, provider, manager, _) = setup();
+    login(&manager).await;
+    provider
+        .api_always_401
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = manager.send(get("/x")).await.unwrap_err();
+    assert!(matches!(err, AuthError::Unauthorized { .. }), "{err:?}");
+    // One refresh, one replay, no loop.
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert_eq!(provider.record().api_calls, 2);
+    // The session itself is fine (the refresh succeeded); the resource said no.
+    assert!(manager.session().is_some());
+}
+
+#[tokio::test]
+async fn rejection_ends_the_session_and_clears_the_store() {
+    let (clock, provider, manager, store) = setup();
+    let mut events = manager.subscribe();
+    login(&manager).await;
+    provider.script([RefreshAnswer::Reject]);
+    clock.advance(Duration::from_secs(895));
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::RefreshRejected)
+    ));
+    assert!(store.load().await.unwrap().is_none());
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::NotSignedIn)
+    ));
+    assert_eq!(manager.phase(), Phase::SignedOut);
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(matches!(seen[0], SessionEvent::SignedIn { .. }));
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        SessionEvent::RefreshFailed {
+            session_kept: false,
+            ..
+        }
+    )));
+    assert!(matches!(seen.last(), Some(SessionEvent::SignedOut)));
+}
+
+#[tokio::test]
+async fn transient_failure_keeps_a_valid_session_and_is_not_cached() {
+    let (clock, provider, manager, store) = setup();
+    login(&manager).await;
+    let old = manager.access_token().await.unwrap();
+    provider.script([RefreshAnswer::Transient]);
+    clock.advance(Duration::from_secs(895)); // in the window, still valid
+    // The refresh fails, but the still-valid token is handed out.
+    assert_eq!(manager.access_token().await.unwrap(), old);
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert!(store.load().await.unwrap().is_some());
+    // Next call tries again (the failure was not cached) and succeeds.
+    let new = manager.access_token().await.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(provider.record().refresh_calls, 2);
+    // Past expiry, a transient failure is returned as such; the session stays.
+    provider.script([RefreshAnswer::Transient]);
+    clock.advance(Duration::from_secs(2_000));
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::Timeout)
+    ));
+    assert!(manager.session().is_some());
+    assert!(manager.access_token().await.is_ok());
+}
+
+#[tokio::test]
+async fn without_refresh_expiry_is_a_typed_error_and_no_loop() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let mut provider = Scripted::new(clock.clone());
+    provider.can_refresh = false;
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .clock(clock.clone())
+        .build();
+    login(&manager).await;
+    clock.advance(Duration::from_secs(899));
+    assert!(manager.access_token().await.is_ok());
+    clock.advance(Duration::from_secs(1));
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::SessionExpired)
+    ));
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::SessionExpired)
+    ));
+    assert!(matches!(
+        manager.send(get("/x")).await,
+        Err(AuthError::SessionExpired)
+    ));
+    assert!(matches!(
+        manager.refresh().await,
+        Err(AuthError::SessionExpired)
+    ));
+    assert_eq!(provider.record().refresh_calls, 0);
+    assert_eq!(provider.record().api_calls, 0);
+}
+
+#[tokio::test]
+async fn explicit_refresh_rotates_and_the_old_token_is_never_sent_again() {
+    let (_clock, provider, manager, _) = setup();
+    login(&manager).await;
+    for _ in 0..5 {
+        manager.refresh().await.unwrap();
+    }
+    let record = provider.record();
+    assert_eq!(record.refresh_calls, 5);
+    assert_eq!(record.spent_presented, 0);
+    let unique: std::collections::HashSet<_> = record.presented.iter().collect();
+    assert_eq!(unique.len(), 5);
+}
+
+#[tokio::test]
+async fn hydration_and_restore() {
+    let (_clock, provider, manager, store) = setup();
+    let tokens = provider.new_session().tokens;
+    manager.hydrate(tokens.clone()).await.unwrap();
+    assert_eq!(manager.access_token().await.unwrap(), tokens.access);
+    let again = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store.clone())
+        .build();
+    let restored = again.restore().await.unwrap().unwrap();
+    assert_eq!(restored.tokens, tokens);
+    assert_eq!(again.access_token().await.unwrap(), tokens.access);
+}
+
+#[tokio::test]
+async fn two_managers_sharing_a_store_never_refresh_with_the_same_token() {
+    let (clock, provider, a, store) = setup();
+    login(&a).await;
+    let b = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store.clone())
+        .clock(clock.clone())
+        .build();
+    b.restore().await.unwrap();
+    clock.advance(Duration::from_secs(895));
+    let ta = a.access_token().await.unwrap();
+    // b still holds the old refresh token in memory; it must adopt a's result.
+    let tb = b.access_token().await.unwrap();
+    assert_eq!(ta, tb);
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert_eq!(provider.record().spent_presented, 0);
+    // Logging out in one ends the other at its next refresh.
+    a.logout().await.unwrap();
+    clock.advance(Duration::from_secs(895));
+    assert!(matches!(
+        b.access_token().await,
+        Err(AuthError::NotSignedIn)
+    ));
+}
+
+#[tokio::test]
+async fn logout_revokes_and_forgets() {
+    let (_clock, provider, manager, store) = setup();
+    login(&manager).await;
+    assert_eq!(
+        manager.logout().await.unwrap(),
+        authmux_core::LogoutOutcome::Revoked
+    );
+    assert_eq!(provider.record().logouts, 1);
+    assert!(store.load().await.unwrap().is_none());
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::NotSignedIn)
+    ));
+    assert!(matches!(
+        manager.logout().await,
+        Err(AuthError::NotSignedIn)
+    ));
+}
+
+#[tokio::test]
+async fn credentials_only_go_to_the_session_origin() {
+    let (_clock, provider, manager, _) = setup();
+    login(&manager).await;
+    for url in [
+        "https://evil.example/x",
+        "http://api.example.test/x",
+        "https://api.example.test:8443/x",
+    ] {
+        assert!(
+            matches!(
+                manager.send(get(url)).await,
+                Err(AuthError::InsecureTransport { .. })
+            ),
+            "{url}"
+        );
+    }
+    assert_eq!(provider.record().api_calls, 0);
+    assert_eq!(
+        manager
+            .send(get("https://api.example.test/ok"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn current_user_goes_through_the_refresh_rule() {
+    let (_clock, provider, manager, _) = setup();
+    login(&manager).await;
+    let token = manager.access_token().await.unwrap();
+    provider.revoke_access(token.expose_secret());
+    let user = manager.current_user().await.unwrap();
+    assert_eq!(user.id.as_deref(), Some("u1"));
+    assert_eq!(provider.record().refresh_calls, 1);
+}
