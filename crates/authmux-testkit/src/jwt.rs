@@ -179,6 +179,32 @@ pub fn unix_secs(at: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// An ISO-8601 UTC timestamp with milliseconds, as JavaScript's `toISOString()` prints
+/// it: `2026-11-22T02:30:00.000Z`.
+pub fn iso8601_millis(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
 /// A random alphanumeric string of `len` characters (for opaque tokens and ids).
 pub fn random_token(len: usize) -> String {
     std::iter::repeat_with(fastrand::alphanumeric)
@@ -235,6 +261,21 @@ mod tests {
         let seen = decode_unverified(&token).unwrap();
         assert_eq!(seen, claims);
         assert_eq!(seen.extra["email"], "a@b.c");
+    }
+
+    #[test]
+    fn iso8601_matches_javascript_to_iso_string() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(iso8601_millis(at(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso8601_millis(at(1_700_000_000)),
+            "2023-11-14T22:13:20.000Z"
+        );
+        assert_eq!(iso8601_millis(at(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            iso8601_millis(at(4_102_444_799) + Duration::from_millis(7)),
+            "2099-12-31T23:59:59.007Z"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod directus;
 pub mod families;
 pub mod faults;
 pub mod jwt;
+pub mod linkutm;
 pub mod linxio;
 pub mod recorder;
 pub mod server;

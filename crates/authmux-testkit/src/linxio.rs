@@ -45,14 +45,14 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authmux_core::clock::{Clock, SystemClock};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::families::{FamilyId, RefreshError, RefreshPolicy, TokenFamilies};
-use crate::jwt::{Claims, JwtError, JwtKeys};
+use crate::jwt::{Claims, JwtError, JwtKeys, iso8601_millis};
 use crate::server::{
     Context, FakeRequest, FakeResponse, Handler, RateLimit, ServerConfig, ServerHandle,
 };
@@ -487,28 +487,6 @@ fn json_body(req: &FakeRequest) -> Result<Map<String, Value>, FakeResponse> {
         .map_err(|m| error_body(StatusCode::BAD_REQUEST, "validation_failed", &m))
 }
 
-/// `2026-11-22T02:30:00.000Z` for a Unix time in seconds.
-fn iso8601_millis(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 impl LinxioState {
     fn settings(&self) -> std::sync::MutexGuard<'_, LinxioSettings> {
         self.settings
@@ -551,7 +529,10 @@ impl LinxioState {
         let mut out = Map::new();
         out.insert("token".into(), Value::from(token));
         if let (ExpiryStyle::ExpireAtAndExp, Some(exp)) = (settings.expiry, claims.exp) {
-            out.insert("expireAt".into(), Value::from(iso8601_millis(exp)));
+            out.insert(
+                "expireAt".into(),
+                Value::from(iso8601_millis(UNIX_EPOCH + Duration::from_secs(exp))),
+            );
         }
         out
     }
@@ -871,18 +852,5 @@ impl Handler for LinxioState {
 
     fn error(&self, status: StatusCode, message: &str) -> FakeResponse {
         error_body(status, code_for(status), message)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso8601_matches_javascript_to_iso_string() {
-        assert_eq!(iso8601_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601_millis(1_700_000_000), "2023-11-14T22:13:20.000Z");
-        assert_eq!(iso8601_millis(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(iso8601_millis(4_102_444_799), "2099-12-31T23:59:59.000Z");
     }
 }
