@@ -63,6 +63,7 @@ pub(crate) fn main(args: &[String]) -> Result {
 pub(crate) fn start_servers(flags: StartFlags, detach: bool) -> Result<Vec<Server>> {
     let install = Install::locate()?;
     install.ensure()?;
+    server::remove_stale_temp_dirs();
     let admin = Admin::random()?;
     let options = [
         Options {

@@ -25,6 +25,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const RESET_URL: &str = "http://127.0.0.1/reset";
 /// The admin account created by `directus bootstrap`.
 const ADMIN_EMAIL: &str = "admin@example.com";
+/// Start of the name of every server's temp folder.
+const TEMP_DIR_PREFIX: &str = "authmux-directus-";
+/// File in a server's temp folder holding the server's pid.
+const PID_FILE: &str = "server.pid";
 /// Printed in the mails file after each mail, so tests can split the file.
 pub(crate) const MAIL_SEPARATOR: &str = "--- end of mail (authmux sendmail) ---";
 
@@ -143,6 +147,8 @@ impl Server {
         let child = command
             .spawn()
             .map_err(|e| format!("{label} cannot start `{}`: {e}", show(&command)))?;
+        // Tells `remove_stale_temp_dirs` that the folder is in use while this pid lives.
+        write(&temp_dir.join(PID_FILE), &format!("{}\n", child.id()))?;
         let mut server = Server {
             name: options.name.to_string(),
             pid: child.id(),
@@ -442,15 +448,51 @@ fn prepare_project_dir(temp_dir: &Path) -> Result {
     Ok(())
 }
 
-/// Creates a new, empty temp folder for one server.
+/// Creates a new, empty temp folder for one server, named
+/// `authmux-directus-<name>-<pid of this process>-<random>`.
 fn new_temp_dir(name: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
-        "authmux-directus-{name}-{}-{}",
+        "{TEMP_DIR_PREFIX}{name}-{}-{}",
         std::process::id(),
         random_hex(4)?
     ));
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// Removes the temp folders of servers whose run was killed before it could clean up
+/// (a Ctrl-C or a CI timeout during `cargo xtask ci`): folders whose creating process
+/// is gone and whose server, if one was started, is not running.
+pub(crate) fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(creator) = rest
+            .rsplit('-')
+            .nth(1)
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let server = std::fs::read_to_string(path.join(PID_FILE))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        let in_use = std::path::Path::new(&format!("/proc/{creator}")).exists()
+            || server.is_some_and(is_directus_process);
+        if !in_use {
+            println!(
+                "xtask: removing {} (left by a run that was killed)",
+                path.display()
+            );
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// A loopback port nobody listens on right now (the OS picks it for port 0).
