@@ -13,4 +13,6 @@ pub mod users;
 
 pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
 pub use faults::Fault;
+pub use linkutm::FakeLinkUtm;
+pub use linxio::FakeLinxio;
 pub use server::{FakeRequest, FakeResponse, RateLimit, ServerHandle};

@@ -324,6 +324,13 @@ impl FakeLinkUtm {
         &self.server
     }
 
+    /// Gives up the fake-specific accessors and keeps only the server (which goes on
+    /// serving: the handler owns the state). For a standalone run:
+    /// `fake.into_server().serve_forever()`.
+    pub fn into_server(self) -> ServerHandle {
+        self.server
+    }
+
     /// The user table (accounts created by `verify-otp` or Google show up here).
     pub fn users(&self) -> &Users {
         &self.state.users

@@ -372,6 +372,13 @@ impl FakeLinxio {
         &self.server
     }
 
+    /// Gives up the fake-specific accessors and keeps only the server (which goes on
+    /// serving: the handler owns the state). For a standalone run:
+    /// `fake.into_server().serve_forever()`.
+    pub fn into_server(self) -> ServerHandle {
+        self.server
+    }
+
     /// The user table (add users at any time).
     pub fn users(&self) -> &Users {
         &self.state.users

@@ -491,3 +491,44 @@ async fn hydration_helpers_and_extra_users() {
     );
     assert!(fake.issue_tokens("nobody@example.com").is_none());
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_succeed_once_under_rotation() {
+    let fake = FakeLinxio::builder().reuse_detection(true).start().unwrap();
+    let (_, rt) = login_alice(&fake).await;
+    let url = fake.url("/token/refresh");
+    let calls = (0..8).map(|_| {
+        let (url, rt) = (url.clone(), rt.clone());
+        async move { post_json(&url, &json!({ "refreshToken": rt })).await }
+    });
+    let statuses: Vec<u16> = join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        7,
+        "{statuses:?}"
+    );
+    // The replays revoked the family: even the winner's new token is dead.
+    assert_eq!(fake.recorder().refresh_tokens(), vec![rt; 8]);
+    assert!(fake.families().all().iter().all(|f| f.revoked));
+}
+
+/// Runs futures concurrently on the test runtime (no extra dependency).
+async fn join_all<F: std::future::Future<Output = Resp> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<Resp> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
