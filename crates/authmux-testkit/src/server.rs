@@ -21,6 +21,12 @@
 //! The server runs on its own thread with its own single-threaded tokio runtime, so a
 //! fake works the same from `#[test]`, `#[tokio::test]` (either flavour) and a CLI, and
 //! a test that blocks its own runtime cannot starve the server.
+//!
+//! Handlers are synchronous and run one at a time on that thread, so a handler's
+//! check-then-act on its state is never interleaved with another request's (requests
+//! still arrive concurrently, and a `Fault::Delay` sleeps without blocking others).
+//! Concurrency quirks of a real server (e.g. two refreshes with one token both
+//! succeeding) are modelled explicitly, e.g. with `RefreshPolicy::grace`.
 
 use std::collections::HashMap;
 use std::fmt;
