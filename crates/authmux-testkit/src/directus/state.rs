@@ -21,7 +21,6 @@ use crate::jwt::{JwtKeys, random_token};
 use crate::server::{Context, FakeRequest, FakeResponse, Handler};
 use crate::users::Users;
 
-
 type Result<T, E = DirectusError> = std::result::Result<T, E>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
