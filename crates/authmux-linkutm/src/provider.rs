@@ -344,9 +344,10 @@ impl AuthProvider for LinkUtmProvider {
             refresh: false,
             rotating_refresh: false,
             otp_login: false,
-            // Logout revokes this session's sign-in only when the server lets it be
-            // identified; the outcome says which happened.
-            server_logout: false,
+            // Logout revokes this session's own sign-in (and with it the JWT) whenever
+            // the server lets it be identified, which LinkUTM's `current` flag and `sid`
+            // claim do; when it cannot, the outcome says `LocalOnly`.
+            server_logout: true,
             signup: true,
             password_reset: true,
             password_change: true,

@@ -136,6 +136,7 @@ fn mentions(text: &str, words: &[&str]) -> bool {
 ///   token), and on change-password when the message is about the password rather than
 ///   the token; [`AuthError::InvalidOtp`] on verify-otp; [`AuthError::Unauthorized`]
 ///   elsewhere.
+/// - 403 on login: [`AuthError::AccountDisabled`] (a disabled or suspended account).
 /// - 409: [`AuthError::Conflict`]; 429: [`AuthError::RateLimited`] with `Retry-After`.
 /// - Anything else: [`AuthError::from_status`].
 pub fn error_from(call: Call, response: &Response<Bytes>, now: SystemTime) -> AuthError {
@@ -165,6 +166,7 @@ pub fn error_from(call: Call, response: &Response<Bytes>, now: SystemTime) -> Au
             }
             _ => AuthError::Unauthorized { message },
         },
+        403 if call == Call::Login => AuthError::AccountDisabled,
         409 => AuthError::Conflict { message },
         429 => AuthError::RateLimited {
             retry_after: retry_after(response.headers(), now),
@@ -436,6 +438,14 @@ mod tests {
                 r#"{"message":"Invalid or expired OTP"}"#
             ),
             AuthError::InvalidOtp
+        ));
+        assert!(matches!(
+            map(Call::Login, 403, r#"{"message":"Account is disabled"}"#),
+            AuthError::AccountDisabled
+        ));
+        assert!(matches!(
+            map(Call::Profile, 403, r#"{"message":"Forbidden resource"}"#),
+            AuthError::Forbidden { .. }
         ));
         assert!(matches!(
             map(Call::SendOtp, 409, r#"{"message":"Email already registered"}"#),
