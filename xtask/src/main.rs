@@ -30,7 +30,11 @@ usage: cargo xtask <command>
                        (default 5s)
   directus env         print `export AUTHMUX_DIRECTUS_...` lines for the running servers:
                        eval \"$(cargo xtask directus env)\"
-  directus stop        stop the servers and remove their temp folders";
+  directus stop        stop the servers and remove their temp folders
+
+  start, env and stop share their record of the servers through the cache folder; when
+  several people share one machine account, each sets AUTHMUX_DIRECTUS_INSTANCE=<name>
+  so as to start, see and stop only their own servers.";
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -5,6 +5,11 @@
 //! account: `main`, with the rate limiter off, and `rate-limited`, with Directus's
 //! per-IP rate limiter on and a handful of points, for the 429 tests. [`exports`] turns
 //! them into the `AUTHMUX_DIRECTUS_*` variables the tests read.
+//!
+//! `start` records its servers in state files so `env` and `stop` work from other
+//! processes. Those files are per machine user; people who share one account set
+//! `AUTHMUX_DIRECTUS_INSTANCE` to keep their servers apart (`ci` keeps no state files:
+//! its servers live and die with it).
 
 pub(crate) mod install;
 pub(crate) mod server;
@@ -158,13 +163,15 @@ pub(crate) fn exports(servers: &[Server]) -> Vec<(&'static str, String)> {
 /// `directus start [--access-ttl SECONDS] [--rate-limit POINTS]`.
 fn start(args: &[String]) -> Result {
     let flags = parse_start_flags(args)?;
+    let _lock = lock_instance()?;
     for name in NAMES {
         let path = state_file(name)?;
         if let Ok(mut server) = Server::load(&path) {
             if server.is_running() {
                 return Err(format!(
-                    "Directus `{name}` is already running at {} (pid {}); \
-                     run `cargo xtask directus stop` first",
+                    "Directus `{name}` is already running at {} (pid {}): if it is yours, \
+                     run `cargo xtask directus stop` first; if not, set \
+                     AUTHMUX_DIRECTUS_INSTANCE to a name of your own",
                     server.url, server.pid
                 ));
             }
@@ -195,6 +202,7 @@ fn start(args: &[String]) -> Result {
 
 /// `directus stop`: stops the servers `start` recorded and removes their temp folders.
 fn stop() -> Result {
+    let _lock = lock_instance()?;
     let mut stopped = 0;
     for name in NAMES {
         let path = state_file(name)?;
@@ -244,12 +252,41 @@ fn print_exports(servers: &[Server]) {
     }
 }
 
-/// Where `start` records the server called `name`.
+/// Where `start` records the server called `name`: in the folder of the instance set
+/// named by `AUTHMUX_DIRECTUS_INSTANCE` (default `default`), so that several people
+/// sharing one machine each start, use and stop their own servers.
 fn state_file(name: &str) -> Result<PathBuf> {
-    Ok(Install::locate()?
-        .dir()
-        .join("run")
-        .join(format!("{name}.state")))
+    Ok(instance_dir()?.join(format!("{name}.state")))
+}
+
+/// Takes the lock of this instance set, so that two `start`s (or a `start` and a
+/// `stop`) never interleave; released when the file is dropped.
+fn lock_instance() -> Result<std::fs::File> {
+    let dir = instance_dir()?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// The folder of the state files of the instance set named by `AUTHMUX_DIRECTUS_INSTANCE`.
+fn instance_dir() -> Result<PathBuf> {
+    let instance = std::env::var("AUTHMUX_DIRECTUS_INSTANCE")
+        .ok()
+        .filter(|instance| !instance.is_empty())
+        .unwrap_or_else(|| "default".to_string());
+    if !instance
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "AUTHMUX_DIRECTUS_INSTANCE={instance}: use letters, digits, `-` and `_` only"
+        ));
+    }
+    Ok(Install::locate()?.dir().join("run").join(instance))
 }
 
 /// Removes a state file if it exists.
