@@ -427,7 +427,7 @@ impl AuthProvider for LinkUtmProvider {
                 session,
             )
             .await?;
-        wire::profile(&response)
+        wire::profile(&response, Some(session.tokens.access.expose_secret()))
     }
 
     fn authorize(&self, session: &Session, headers: &mut HeaderMap) -> Result<(), AuthError> {
@@ -587,7 +587,7 @@ impl SignInSessions for LinkUtmProvider {
                 session,
             )
             .await?;
-        wire::sign_in_records(&response)
+        wire::sign_in_records(&response, Some(session.tokens.access.expose_secret()))
     }
 
     async fn revoke(&self, session: &Session, id: &str) -> Result<(), AuthError> {

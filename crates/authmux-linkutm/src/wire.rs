@@ -226,20 +226,57 @@ pub fn token_answer(response: &Response<Bytes>, what: &str) -> Result<TokenAnswe
     let user = object
         .get("user")
         .filter(|u| u.is_object())
-        .map(|u| user_profile(u.clone()));
+        .map(|u| user_profile(u.clone(), Some(token)));
     Ok(TokenAnswer {
         token: AccessToken::new(token),
         user,
     })
 }
 
-/// A LinkUTM user object as a [`UserProfile`] (`id`, `email`, `name`).
-pub fn user_profile(raw: Value) -> UserProfile {
+/// Keys whose values are secrets: dropped from any server object the adapter keeps
+/// (a user's or a sign-in's `raw`), since those are printed by `Debug` and stored.
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "accessToken",
+    "access_token",
+    "refreshToken",
+    "refresh_token",
+    "jwt",
+    "password",
+    "passwordHash",
+    "password_hash",
+    "otp",
+    "resetToken",
+    "reset_token",
+];
+
+/// Removes secrets from a server object before it is kept: keys named like a secret
+/// are dropped (at any depth), and any string containing `token` (the session's
+/// access token) becomes `"[redacted]"`.
+pub fn scrub(value: &mut Value, token: Option<&str>) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|k, _| !SECRET_KEYS.iter().any(|s| s.eq_ignore_ascii_case(k)));
+            map.values_mut().for_each(|v| scrub(v, token));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, token)),
+        Value::String(text) if token.is_some_and(|t| !t.is_empty() && text.contains(t)) => {
+            "[redacted]".clone_into(text);
+        }
+        _ => {}
+    }
+}
+
+/// A LinkUTM user object as a [`UserProfile`] (`id`, `email`, `name`), scrubbed of
+/// secrets (see [`scrub`]) first.
+pub fn user_profile(mut raw: Value, token: Option<&str>) -> UserProfile {
+    scrub(&mut raw, token);
     UserProfile::from_json(raw, &["name", "fullName", "displayName"])
 }
 
 /// Decodes the profile answer: the user object itself, or wrapped in `user` or `data`.
-pub fn profile(response: &Response<Bytes>) -> Result<UserProfile, AuthError> {
+/// `token` is the access token the request carried (scrubbed from what is kept).
+pub fn profile(response: &Response<Bytes>, token: Option<&str>) -> Result<UserProfile, AuthError> {
     let root: Value = parse_json(response, "profile")?;
     let Some(top) = root.as_object() else {
         return Err(AuthError::protocol("profile: expected a JSON object"));
@@ -253,7 +290,7 @@ pub fn profile(response: &Response<Bytes>) -> Result<UserProfile, AuthError> {
             .find_map(|k| top.get(*k).filter(|v| v.is_object()))
             .unwrap_or(&root)
     };
-    Ok(user_profile(user.clone()))
+    Ok(user_profile(user.clone(), token))
 }
 
 fn text_of(value: Option<&Value>) -> Option<String> {
@@ -269,8 +306,12 @@ fn first_text(object: &Map<String, Value>, keys: &[&str]) -> Option<String> {
 }
 
 /// Decodes the sign-in list: an array, or an object with a `sessions`, `data` or
-/// `items` array. Records without an id (nothing could revoke them) are skipped.
-pub fn sign_in_records(response: &Response<Bytes>) -> Result<Vec<SignInRecord>, AuthError> {
+/// `items` array. Records without an id (nothing could revoke them) are skipped; each
+/// is scrubbed of secrets (see [`scrub`]) first.
+pub fn sign_in_records(
+    response: &Response<Bytes>,
+    token: Option<&str>,
+) -> Result<Vec<SignInRecord>, AuthError> {
     let root: Value = parse_json(response, "sessions")?;
     let items = match &root {
         Value::Array(items) => items,
@@ -280,7 +321,14 @@ pub fn sign_in_records(response: &Response<Bytes>) -> Result<Vec<SignInRecord>, 
             .ok_or_else(|| AuthError::protocol("sessions: expected a list of sessions"))?,
         _ => return Err(AuthError::protocol("sessions: expected a list of sessions")),
     };
-    Ok(items.iter().filter_map(sign_in_record).collect())
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let mut item = item.clone();
+            scrub(&mut item, token);
+            sign_in_record(&item)
+        })
+        .collect())
 }
 
 /// One sign-in record, if it is an object with an id.
@@ -535,17 +583,21 @@ mod tests {
 
     #[test]
     fn profiles_and_sign_ins() {
-        let p = profile(&answer(200, r#"{"id":"u1","email":"a@b.co","name":"A"}"#)).unwrap();
+        let p = profile(
+            &answer(200, r#"{"id":"u1","email":"a@b.co","name":"A"}"#),
+            None,
+        )
+        .unwrap();
         assert_eq!(p.email.as_deref(), Some("a@b.co"));
-        let p = profile(&answer(200, r#"{"user":{"id":"u2"}}"#)).unwrap();
+        let p = profile(&answer(200, r#"{"user":{"id":"u2"}}"#), None).unwrap();
         assert_eq!(p.id.as_deref(), Some("u2"));
-        assert!(profile(&answer(200, "[1]")).is_err());
+        assert!(profile(&answer(200, "[1]"), None).is_err());
 
         let records = sign_in_records(&answer(
             200,
             r#"[{"id":"s1","userAgent":"authmux/0.1.0","createdAt":"2025-01-01T00:00:00Z","current":true},
                 {"_id":2,"user_agent":"curl"},{"no":"id"},5,{"id":""}]"#,
-        ))
+        ), None)
         .unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].id, "s1");
@@ -553,14 +605,47 @@ mod tests {
         assert_eq!(records[0].user_agent.as_deref(), Some("authmux/0.1.0"));
         assert_eq!(records[1].id, "2");
         assert_eq!(records[1].current, None);
-        let wrapped = sign_in_records(&answer(
-            200,
-            r#"{"sessions":[{"sessionId":"x","isCurrent":false}]}"#,
-        ))
+        let wrapped = sign_in_records(
+            &answer(200, r#"{"sessions":[{"sessionId":"x","isCurrent":false}]}"#),
+            None,
+        )
         .unwrap();
         assert_eq!(wrapped[0].current, Some(false));
-        assert!(sign_in_records(&answer(200, r#"{"sessions":5}"#)).is_err());
-        assert!(sign_in_records(&answer(200, "\"no\"")).is_err());
+        assert!(sign_in_records(&answer(200, r#"{"sessions":5}"#), None).is_err());
+        assert!(sign_in_records(&answer(200, "\"no\""), None).is_err());
+    }
+
+    #[test]
+    fn kept_objects_are_scrubbed_of_secrets() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzaWQiOiJzLTEifQ.c2ln";
+        let body = format!(
+            r#"{{"id":"{token}","email":"a@b.co","password":"hash","nested":{{"accessToken":"x","note":"t={token}"}},"list":[{{"jwt":"y"}}]}}"#
+        );
+        let p = profile(&answer(200, &body), Some(token)).unwrap();
+        let debug = format!("{p:?}");
+        assert!(!debug.contains(token) && !debug.contains("hash"), "{debug}");
+        assert_eq!(p.id.as_deref(), Some("[redacted]"));
+        assert_eq!(p.email.as_deref(), Some("a@b.co"));
+        assert_eq!(p.raw["nested"], serde_json::json!({"note": "[redacted]"}));
+        assert_eq!(p.raw["list"], serde_json::json!([{}]));
+        let login = token_answer(
+            &answer(
+                200,
+                &format!(r#"{{"token":"{token}","user":{{"id":"u","token":"{token}"}}}}"#),
+            ),
+            "login",
+        )
+        .unwrap();
+        assert!(!format!("{:?}", login.user).contains(token));
+        let records = sign_in_records(
+            &answer(
+                200,
+                &format!(r#"[{{"id":"s","userAgent":"{token}","jti":"j"}}]"#),
+            ),
+            Some(token),
+        )
+        .unwrap();
+        assert!(!format!("{records:?}").contains(token));
     }
 
     #[test]
