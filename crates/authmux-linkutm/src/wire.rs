@@ -6,7 +6,7 @@
 //! `accessToken` for `token`, numeric ids) and never panics: every function here takes
 //! any bytes and returns a value or a typed error. No error message ever includes the
 //! body (it may hold a token); server messages pass through
-//! [`sanitize_message`](authmux_core::error::sanitize_message).
+//! [`authmux_core::error::sanitize_message`].
 
 use std::time::SystemTime;
 
