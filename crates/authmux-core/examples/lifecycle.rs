@@ -13,8 +13,9 @@ use std::time::Duration;
 use authmux_core::lifecycle::SessionEvent;
 use authmux_core::transport::Transport;
 use authmux_core::{
-    AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, Expiry, LoginOutcome, LogoutOutcome,
-    ManualClock, OtpChallenge, OtpCode, RefreshToken, Session, SessionManager, TokenSet, UserProfile, async_trait,
+    AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, Expiry, LoginOutcome,
+    LogoutOutcome, ManualClock, OtpChallenge, OtpCode, RefreshToken, Session, SessionManager,
+    TokenSet, UserProfile, async_trait,
 };
 use bytes::Bytes;
 use url::Url;
@@ -52,14 +53,27 @@ impl AuthProvider for Demo {
         &self.url
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities { refresh: true, rotating_refresh: true, server_logout: true, ..Capabilities::default() }
+        Capabilities {
+            refresh: true,
+            rotating_refresh: true,
+            server_logout: true,
+            ..Capabilities::default()
+        }
     }
     fn transport(&self) -> Arc<dyn Transport> {
         let live = self.live_access.clone();
         Arc::new(move |req: http::Request<Bytes>| {
-            let ok = req.headers().get("authorization").and_then(|v| v.to_str().ok())
+            let ok = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
                 == Some(&format!("Bearer {}", live.lock().unwrap()));
-            async move { Ok(http::Response::builder().status(if ok { 200 } else { 401 }).body(Bytes::new()).unwrap()) }
+            async move {
+                Ok(http::Response::builder()
+                    .status(if ok { 200 } else { 401 })
+                    .body(Bytes::new())
+                    .unwrap())
+            }
         })
     }
     async fn login(&self, credentials: &Credentials) -> Result<LoginOutcome, AuthError> {
@@ -67,10 +81,12 @@ impl AuthProvider for Demo {
             return Err(AuthError::InvalidCredentials);
         }
         let session = Session::new("demo", self.url.clone(), self.tokens());
-        Ok(LoginOutcome::Authenticated(session.with_user(Some(UserProfile {
-            email: Some(credentials.email.clone()),
-            ..UserProfile::default()
-        }))))
+        Ok(LoginOutcome::Authenticated(session.with_user(Some(
+            UserProfile {
+                email: Some(credentials.email.clone()),
+                ..UserProfile::default()
+            },
+        ))))
     }
     async fn verify_otp(&self, _: &OtpChallenge, _: &OtpCode) -> Result<Session, AuthError> {
         Err(AuthError::Unsupported { capability: "otp" })
@@ -100,36 +116,65 @@ async fn main() -> Result<(), AuthError> {
         refreshes: refreshes.clone(),
         live_access: Arc::default(),
     });
-    let manager = SessionManager::builder(provider.clone()).clock(clock.clone()).build();
+    let manager = SessionManager::builder(provider.clone())
+        .clock(clock.clone())
+        .build();
     let mut events = manager.subscribe();
     let fingerprint = |t: &AccessToken| format!("{:?}", t.fingerprint());
     let step = |what: &str, detail: String| println!("{what:<44} {detail}");
 
-    manager.login(&Credentials::new("ann@demo.example", "demo password")).await?;
+    manager
+        .login(&Credentials::new("ann@demo.example", "demo password"))
+        .await?;
     let first = manager.access_token().await?;
     step("signed in; token", fingerprint(&first));
 
     clock.advance(Duration::from_secs(600));
-    step("10 min later (outside the window): token", fingerprint(&manager.access_token().await?));
+    step(
+        "10 min later (outside the window): token",
+        fingerprint(&manager.access_token().await?),
+    );
 
     clock.advance(Duration::from_secs(230));
     let second = manager.access_token().await?;
-    step("70 s before expiry (in the window): token", format!("{} (refreshed proactively)", fingerprint(&second)));
+    step(
+        "70 s before expiry (in the window): token",
+        format!("{} (refreshed proactively)", fingerprint(&second)),
+    );
 
     provider.live_access.lock().unwrap().push_str("-revoked");
-    let response = manager.send(http::Request::get("/things").body(Bytes::new()).unwrap()).await?;
-    step("server revoked the token; GET /things", format!("{} after one refresh and replay", response.status()));
+    let response = manager
+        .send(http::Request::get("/things").body(Bytes::new()).unwrap())
+        .await?;
+    step(
+        "server revoked the token; GET /things",
+        format!("{} after one refresh and replay", response.status()),
+    );
 
     clock.advance(Duration::from_secs(3_600));
     let before = refreshes.load(Ordering::SeqCst);
-    let tasks: Vec<_> = (0..1_000).map(|_| { let m = manager.clone(); tokio::spawn(async move { m.access_token().await }) }).collect();
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            let m = manager.clone();
+            tokio::spawn(async move { m.access_token().await })
+        })
+        .collect();
     for task in tasks {
         task.await.expect("task")?;
     }
-    step("1 h later, 1000 concurrent callers", format!("{} refresh request(s)", refreshes.load(Ordering::SeqCst) - before));
+    step(
+        "1 h later, 1000 concurrent callers",
+        format!(
+            "{} refresh request(s)",
+            refreshes.load(Ordering::SeqCst) - before
+        ),
+    );
 
     manager.logout().await?;
-    step("signed out; next token request", format!("{:?}", manager.access_token().await.unwrap_err()));
+    step(
+        "signed out; next token request",
+        format!("{:?}", manager.access_token().await.unwrap_err()),
+    );
 
     print!("events:");
     while let Ok(event) = events.try_recv() {

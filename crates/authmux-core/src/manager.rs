@@ -80,6 +80,25 @@ struct State {
     challenge: Option<OtpChallenge>,
 }
 
+/// One thread's copy of one manager's current token (see `cached_token`).
+struct CachedToken {
+    /// The manager's process-unique id (not its address: a new manager may reuse a
+    /// dropped one's memory).
+    manager: u64,
+    generation: u64,
+    token: AccessToken,
+    fresh_until: Option<SystemTime>,
+}
+
+/// Source of manager ids.
+static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// A one-slot cache: the last manager used on this thread. Several managers on one
+    /// thread still work, they just take the shared path more often.
+    static HOT_CACHE: std::cell::RefCell<Option<CachedToken>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Why the pipeline is asked to refresh.
 #[derive(Debug, Clone, Copy)]
 enum Reason {
@@ -105,6 +124,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: ManagerConfig,
     hot: ArcSwapOption<Hot>,
+    /// Bumped after every publish of `hot`; per-thread caches compare against it.
+    generation: AtomicU64,
+    /// Process-unique identity for the per-thread caches.
+    id: u64,
     state: Mutex<State>,
     gate: tokio::sync::Mutex<()>,
     /// Completed pipeline runs (refreshes, sign-ins, sign-outs).
@@ -214,6 +237,8 @@ impl ManagerBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 config: self.config,
                 hot: ArcSwapOption::empty(),
+                generation: AtomicU64::new(0),
+                id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
                 gate: tokio::sync::Mutex::new(()),
                 completed: AtomicU64::new(0),
                 last: Mutex::new(None),
@@ -382,14 +407,51 @@ impl SessionManager {
     /// The hot path (a token that is not yet in its refresh window) takes no lock and
     /// awaits nothing.
     pub async fn access_token(&self) -> Result<AccessToken, AuthError> {
-        if let Some(hot) = self.inner.hot.load().as_ref()
-            && hot
-                .fresh_until
-                .is_none_or(|until| self.inner.clock.now() < until)
-        {
-            return Ok(hot.session.tokens.access.clone());
+        if let Some(token) = self.cached_token() {
+            return Ok(token);
         }
         Ok(self.usable_session().await?.tokens.access)
+    }
+
+    /// The hot path: a thread-private copy of the current token, valid while the
+    /// manager's generation is unchanged and the clock is before `fresh_until`. It reads
+    /// one shared atomic (never written on the hot path, so it does not bounce between
+    /// cores) and the clock, and clones an `Arc` no other thread touches. A miss falls
+    /// back to the shared snapshot and refills the cache.
+    fn cached_token(&self) -> Option<AccessToken> {
+        let key = self.inner.id;
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let hit = HOT_CACHE.with(|cache| {
+            let cache = cache.borrow();
+            let slot = cache
+                .as_ref()
+                .filter(|slot| slot.manager == key && slot.generation == generation)?;
+            slot.fresh_until
+                .is_none_or(|until| self.inner.clock.now() < until)
+                .then(|| slot.token.clone())
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        let hot = self.inner.hot.load_full()?;
+        if !hot
+            .fresh_until
+            .is_none_or(|until| self.inner.clock.now() < until)
+        {
+            return None;
+        }
+        let token = hot.session.tokens.access.clone();
+        HOT_CACHE.with(|cache| {
+            *cache.borrow_mut() = Some(CachedToken {
+                manager: key,
+                generation,
+                // A private copy, so clones on this thread touch only this thread's
+                // reference count. It is zeroized when replaced or when the thread ends.
+                token: AccessToken::new(token.expose_secret()),
+                fresh_until: hot.fresh_until,
+            });
+        });
+        Some(token)
     }
 
     /// Refreshes now (joining a refresh already in flight) and returns the new token.
@@ -687,6 +749,9 @@ impl SessionManager {
             _ => None,
         };
         self.inner.hot.store(hot);
+        // After the store, so a cache tagged with the new generation never holds an
+        // older snapshot.
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Performs store writes and events; returns what the caller should do next.
