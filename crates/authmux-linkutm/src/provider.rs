@@ -430,6 +430,10 @@ impl AuthProvider for LinkUtmProvider {
         wire::profile(&response, Some(session.tokens.access.expose_secret()))
     }
 
+    /// `Authorization: Bearer <jwt>`, plus `x-workspace-id` when the session has a
+    /// workspace. This hook sees headers only, not the URL: it is what
+    /// `SessionManager::send` uses for API calls. The adapter's own `/api/v1/auth/*`
+    /// calls do not go through it and never carry the workspace.
     fn authorize(&self, session: &Session, headers: &mut HeaderMap) -> Result<(), AuthError> {
         headers.insert(AUTHORIZATION, bearer(&session.tokens)?);
         if let Some(workspace) = Self::workspace_of(session) {
