@@ -363,7 +363,8 @@ fn field_name(body: &Value) -> Option<String> {
 
 /// Maps an error answer of `endpoint` onto [`AuthError`]: 400/422 validation (with the
 /// field when the body names one), 401 per endpoint (login: invalid credentials, OTP:
-/// invalid code, refresh: refresh rejected, elsewhere: unauthorized), 403 forbidden,
+/// invalid code, refresh: refresh rejected, elsewhere: unauthorized), 403 forbidden
+/// (refresh rejected on refresh),
 /// 429 rate limited with `Retry-After`, 5xx server errors, anything else generically.
 pub(crate) fn error_for(
     endpoint: Endpoint,
@@ -387,6 +388,9 @@ pub(crate) fn error_for(
                 message: body.message,
             },
         },
+        // A refused refresh ends the session whatever the reason (a suspended user,
+        // a revoked sign-in): say so precisely.
+        403 if endpoint == Endpoint::Refresh => AuthError::RefreshRejected,
         403 => AuthError::Forbidden {
             message: body.message,
         },

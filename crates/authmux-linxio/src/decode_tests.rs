@@ -273,7 +273,7 @@ fn status_401_depends_on_the_endpoint() {
 }
 
 #[test]
-fn the_other_statuses_map_the_same_on_every_endpoint() {
+fn the_other_statuses_map_alike_on_every_endpoint() {
     for at in Endpoint::ALL {
         let validation = error_for(
             at,
@@ -292,9 +292,17 @@ fn the_other_statuses_map_the_same_on_every_endpoint() {
             &json_answer(403, &json!({"message": "Access denied"})),
             now(),
         );
-        assert!(
-            matches!(&forbidden, AuthError::Forbidden { message: Some(m) } if m == "Access denied")
-        );
+        if at == Endpoint::Refresh {
+            assert!(
+                matches!(forbidden, AuthError::RefreshRejected),
+                "{forbidden:?}"
+            );
+        } else {
+            assert!(
+                matches!(&forbidden, AuthError::Forbidden { message: Some(m) } if m == "Access denied"),
+                "{at:?}: {forbidden:?}"
+            );
+        }
         let limited = Response::builder()
             .status(429)
             .header("retry-after", "7")
@@ -416,6 +424,11 @@ const KEYS: &[&str] = &[
 /// characters, timestamps and JWT-ish text), nested in arrays and objects whose keys are
 /// mostly the ones the decoders read.
 fn json_value() -> impl Strategy<Value = Value> {
+    json_tree(4, 48)
+}
+
+/// [`json_value`] with a given depth and size.
+fn json_tree(depth: u32, size: u32) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -432,7 +445,7 @@ fn json_value() -> impl Strategy<Value = Value> {
             "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.c2ln".into()
         )),
     ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
+    leaf.prop_recursive(depth, size, 6, |inner| {
         let key = prop_oneof![
             3 => proptest::sample::select(KEYS).prop_map(str::to_owned),
             1 => any::<String>(),
@@ -448,14 +461,16 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// Objects where each known key is present (with an arbitrary value, null included)
 /// or absent.
 fn plausible_object() -> impl Strategy<Value = Value> {
-    proptest::collection::vec(proptest::option::of(json_value()), KEYS.len()).prop_map(|values| {
-        Value::Object(
-            KEYS.iter()
-                .zip(values)
-                .filter_map(|(k, v)| Some(((*k).to_owned(), v?)))
-                .collect(),
-        )
-    })
+    proptest::collection::vec(proptest::option::of(json_tree(2, 12)), KEYS.len()).prop_map(
+        |values| {
+            Value::Object(
+                KEYS.iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| Some(((*k).to_owned(), v?)))
+                    .collect(),
+            )
+        },
+    )
 }
 
 fn status() -> impl Strategy<Value = u16> {
@@ -512,6 +527,9 @@ fn check_all(status: u16, body: Bytes) -> Result<(), TestCaseError> {
                 "{at:?}: {err:?}"
             ),
             400 | 422 => prop_assert!(matches!(err, AuthError::Validation { .. }), "{:?}", err),
+            403 if at == Endpoint::Refresh => {
+                prop_assert!(matches!(err, AuthError::RefreshRejected), "{:?}", err);
+            }
             403 => prop_assert!(matches!(err, AuthError::Forbidden { .. }), "{:?}", err),
             429 => prop_assert!(
                 matches!(

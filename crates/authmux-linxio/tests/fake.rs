@@ -404,6 +404,30 @@ async fn injected_faults_map_the_same_way_on_every_endpoint() {
             "{endpoint}: {result:?}"
         );
 
+        w.fake.faults().push(endpoint, Fault::Status(401));
+        let result = call(&w, endpoint, &session).await;
+        let expected = match endpoint {
+            endpoints::LOGIN => matches!(result, Err(AuthError::InvalidCredentials)),
+            endpoints::LOGIN_OTP => matches!(result, Err(AuthError::InvalidOtp)),
+            endpoints::REFRESH => matches!(result, Err(AuthError::RefreshRejected)),
+            _ => matches!(result, Err(AuthError::Unauthorized { .. })),
+        };
+        assert!(expected, "401 on {endpoint}: {result:?}");
+
+        w.fake.faults().push(endpoint, Fault::Status(403));
+        let result = call(&w, endpoint, &session).await;
+        if endpoint == endpoints::REFRESH {
+            assert!(
+                matches!(result, Err(AuthError::RefreshRejected)),
+                "{result:?}"
+            );
+        } else {
+            assert!(
+                matches!(result, Err(AuthError::Forbidden { .. })),
+                "403 on {endpoint}: {result:?}"
+            );
+        }
+
         w.fake.faults().push(endpoint, Fault::DropConnection);
         let result = call(&w, endpoint, &session).await;
         assert!(
