@@ -356,6 +356,23 @@ pub trait Handler: Send + Sync + 'static {
             &format!("Cannot {} {}", req.method(), req.path()),
         )
     }
+
+    /// The answer when the configured rate limit refuses a request; `retry_after` is the
+    /// time left in the client's window. Defaults to a 429 error envelope with
+    /// `Retry-After` in whole seconds (rounded up, at least 1).
+    fn rate_limited(
+        &self,
+        retry_after: Duration,
+        _limit: RateLimit,
+        _cx: &Context<'_>,
+    ) -> FakeResponse {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        self.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests, please try again later.",
+        )
+        .with_header(RETRY_AFTER.as_str(), &secs.max(1).to_string())
+    }
 }
 
 /// Matches `method` and `path` against endpoint patterns; returns the pattern and the
@@ -497,8 +514,8 @@ impl Shared {
         if offset >= 0 { base + by } else { base - by }
     }
 
-    /// `Some(retry_after_secs)` when this request is over the limit.
-    fn over_limit(&self, ip: IpAddr) -> Option<u64> {
+    /// `Some((time left in the window, limit))` when this request is over the limit.
+    fn over_limit(&self, ip: IpAddr) -> Option<(Duration, RateLimit)> {
         let mut rate = self
             .rate
             .lock()
@@ -515,8 +532,7 @@ impl Shared {
             let left = limit
                 .window
                 .saturating_sub(now.duration_since(entry.0).unwrap_or_default());
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            Some(secs.max(1))
+            Some((left, limit))
         } else {
             None
         }
@@ -551,14 +567,10 @@ impl Shared {
         }
         self.recorder.record(&endpoint_name, &request, self.now());
 
-        if let Some(retry_after) = self.over_limit(peer.ip()) {
+        if let Some((left, limit)) = self.over_limit(peer.ip()) {
             let resp = self
                 .handler
-                .error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many requests, please try again later.",
-                )
-                .with_header(RETRY_AFTER.as_str(), &retry_after.to_string());
+                .rate_limited(left, limit, &Context { shared: &self });
             return Ok(into_http(resp));
         }
 

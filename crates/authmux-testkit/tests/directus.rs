@@ -1144,7 +1144,19 @@ async fn the_rate_limiter_answers_429_requests_exceeded_with_retry_after() {
     assert_eq!(r.status, 429);
     assert_eq!(error_code(&r), "REQUESTS_EXCEEDED");
     assert_eq!(r.header("retry-after"), Some("10"));
-    clock.advance(Duration::from_secs(10));
+    assert_eq!(error_message(&r), "Too many requests, retry after 10s.");
+    let ext = &r.json()["errors"][0]["extensions"];
+    assert_eq!(ext["limit"], 3);
+    assert_eq!(ext["reset"], "2023-11-14T22:13:30.000Z");
+    clock.advance(Duration::from_millis(9_400));
+    let r = send(client().get(fake.url("/server/ping"))).await;
+    assert_eq!(
+        r.header("retry-after"),
+        Some("1"),
+        "rounded, as Math.round does"
+    );
+    assert_eq!(error_message(&r), "Too many requests, retry after 600ms.");
+    clock.advance(Duration::from_millis(600));
     let r = login(
         &fake,
         json!({ "email": ALICE_EMAIL, "password": DEFAULT_PASSWORD }),

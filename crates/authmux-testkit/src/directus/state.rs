@@ -17,8 +17,8 @@ use super::{
     SESSION_COOKIE, endpoints,
 };
 use crate::families::{FamilyId, RefreshError, RefreshPolicy, TokenFamilies};
-use crate::jwt::{JwtKeys, random_token};
-use crate::server::{Context, FakeRequest, FakeResponse, Handler};
+use crate::jwt::{JwtKeys, iso8601_millis, random_token};
+use crate::server::{Context, FakeRequest, FakeResponse, Handler, RateLimit};
 use crate::users::Users;
 
 type Result<T, E = DirectusError> = std::result::Result<T, E>;
@@ -517,6 +517,21 @@ impl Handler for DirectusState {
         DirectusError::RouteNotFound(req.path().to_owned())
             .response()
             .with_header("x-powered-by", "Directus")
+    }
+
+    /// `rate-limiter-ip.ts`: `Retry-After: round(msBeforeNext / 1000)` and
+    /// `HitRateLimitError {limit, reset}`, "Too many requests, retry after <ms(..)>.".
+    fn rate_limited(
+        &self,
+        retry_after: Duration,
+        limit: RateLimit,
+        cx: &Context<'_>,
+    ) -> FakeResponse {
+        let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+        let reset = iso8601_millis(cx.now() + retry_after);
+        wire::rate_limit_envelope(millis, limit.max_requests, &reset)
+            .with_header("x-powered-by", "Directus")
+            .with_header("retry-after", &((millis + 500) / 1000).to_string())
     }
 }
 

@@ -115,11 +115,7 @@ pub(crate) fn status_envelope(status: StatusCode, message: &str) -> FakeResponse
         503 => "SERVICE_UNAVAILABLE",
         _ => "INTERNAL_SERVER_ERROR",
     };
-    let message = if status == StatusCode::TOO_MANY_REQUESTS {
-        // Directus: "Too many requests, retry after <ms(msBeforeNext)>." The exact wait
-        // is in the Retry-After header the server machinery adds.
-        "Too many requests, retry after 1s.".to_owned()
-    } else if status.is_server_error() && status.as_u16() != 503 {
+    let message = if status.is_server_error() && status.as_u16() != 503 {
         "An unexpected error occurred.".to_owned()
     } else {
         message.to_owned()
@@ -127,6 +123,29 @@ pub(crate) fn status_envelope(status: StatusCode, message: &str) -> FakeResponse
     let mut ext = Map::new();
     ext.insert("code".into(), Value::from(code));
     envelope(status, &message, ext)
+}
+
+/// `HitRateLimitError`: 429 `REQUESTS_EXCEEDED` with `limit` and `reset` (ISO time)
+/// in the extensions and the wait, as the `ms` package prints it, in the message.
+pub(crate) fn rate_limit_envelope(wait_ms: u64, limit: u32, reset: &str) -> FakeResponse {
+    let mut ext = Map::new();
+    ext.insert("limit".into(), Value::from(limit));
+    ext.insert("reset".into(), Value::from(reset));
+    ext.insert("code".into(), Value::from("REQUESTS_EXCEEDED"));
+    let message = format!("Too many requests, retry after {}.", ms_short(wait_ms));
+    envelope(StatusCode::TOO_MANY_REQUESTS, &message, ext)
+}
+
+/// The `ms` package's short format: `734ms`, `9s`, `2m`, `1h`, `3d` (rounded).
+fn ms_short(ms: u64) -> String {
+    let round = |unit: u64| (ms + unit / 2) / unit;
+    match ms {
+        m if m >= 86_400_000 => format!("{}d", round(86_400_000)),
+        m if m >= 3_600_000 => format!("{}h", round(3_600_000)),
+        m if m >= 60_000 => format!("{}m", round(60_000)),
+        m if m >= 1_000 => format!("{}s", round(1_000)),
+        m => format!("{m}ms"),
+    }
 }
 
 fn envelope(status: StatusCode, message: &str, extensions: Map<String, Value>) -> FakeResponse {
@@ -412,6 +431,14 @@ mod tests {
             Err(JwtRefusal::Expired)
         );
         assert!(!is_directus_jwt("nope"));
+    }
+
+    #[test]
+    fn ms_prints_like_the_ms_package() {
+        assert_eq!(ms_short(734), "734ms");
+        assert_eq!(ms_short(9_400), "9s");
+        assert_eq!(ms_short(9_500), "10s");
+        assert_eq!(ms_short(90_000), "2m");
     }
 
     #[test]
