@@ -118,31 +118,35 @@ async fn manager(lifetime_secs: i64) -> (SessionManager, Arc<BenchProvider>) {
     (manager, provider)
 }
 
-/// Median over rounds of ns per operation, with `threads` tasks each doing `HOT_ITERS`
-/// operations concurrently on a runtime with `threads` workers.
+/// Median over rounds of ns per operation as one caller sees it: `threads` OS threads,
+/// each with its own current-thread runtime, start together (a barrier) and each does
+/// `HOT_ITERS` operations; the figure is the mean of their per-operation times.
 fn measure<F, Fut>(threads: usize, make: F) -> f64
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .unwrap();
     let make = Arc::new(make);
     let mut samples: Vec<f64> = (0..ROUNDS)
         .map(|_| {
-            runtime.block_on(async {
-                let started = Instant::now();
-                let tasks: Vec<_> = (0..threads).map(|_| tokio::spawn(make())).collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                // Each thread did HOT_ITERS operations in parallel: report ns per operation
-                // per thread (latency as one caller sees it).
-                started.elapsed().as_nanos() as f64 / HOT_ITERS as f64
-            })
+            let barrier = Arc::new(std::sync::Barrier::new(threads));
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (make, barrier) = (make.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap();
+                        barrier.wait();
+                        let started = Instant::now();
+                        runtime.block_on(make());
+                        started.elapsed().as_nanos() as f64 / HOT_ITERS as f64
+                    })
+                })
+                .collect();
+            let per_thread: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            per_thread.iter().sum::<f64>() / per_thread.len() as f64
         })
         .collect();
     samples.sort_by(f64::total_cmp);
@@ -184,6 +188,20 @@ fn arcswap_floor(threads: usize) -> f64 {
                 let current = swap.load_full();
                 let fresh = clock.now() < current.1;
                 std::hint::black_box((&current, fresh));
+            }
+        }
+    })
+}
+
+/// What one read of the system clock costs: the part of the floor no implementation can
+/// avoid.
+fn clock_read() -> f64 {
+    let clock = Arc::new(SystemClock);
+    measure(1, move || {
+        let clock = clock.clone();
+        async move {
+            for _ in 0..HOT_ITERS {
+                std::hint::black_box(clock.now());
             }
         }
     })
@@ -251,6 +269,7 @@ fn main() {
     let hot_2t = hot_path(2);
     let floor_1t = arcswap_floor(1);
     let floor_2t = arcswap_floor(2);
+    let clock_ns = clock_read();
     let naive_1t = naive_mutex(1);
     let naive_2t = naive_mutex(2);
     let (storm_calls, storm_ms) = storm();
@@ -260,6 +279,7 @@ fn main() {
         "hot_path_2t_ns": round2(hot_2t),
         "arcswap_baseline_ns": round2(floor_1t),
         "arcswap_baseline_2t_ns": round2(floor_2t),
+        "clock_read_ns": round2(clock_ns),
         "naive_mutex_ns": round2(naive_1t),
         "naive_mutex_2t_ns": round2(naive_2t),
         "storm_tasks": STORM_TASKS,
@@ -283,6 +303,7 @@ fn main() {
          | `access_token()` hot path, 2 threads | {hot_2t:.1} ns | within 2x of the floor ({}: {:.2}x) |\n\
          | floor: `ArcSwap::load_full` + clock read, 1 thread | {floor_1t:.1} ns | |\n\
          | floor, 2 threads | {floor_2t:.1} ns | |\n\
+         | one system clock read alone (part of every floor) | {clock_ns:.1} ns | |\n\
          | naive `tokio::sync::Mutex<Option<Token>>`, 1 thread | {naive_1t:.1} ns | |\n\
          | naive mutex, 2 threads | {naive_2t:.1} ns | hot path at least 10x faster ({}: {:.1}x) |\n\
          | refresh storm: {STORM_TASKS} tasks on an expired token, 5 ms refresh | {storm_calls} refresh call(s) | exactly 1 ({}) |\n\
@@ -306,7 +327,16 @@ fn main() {
          What is measured: ns per call with each thread calling in a loop (per-caller latency); \
          the floor is the least any correct implementation must do (load the current token \
          atomically and read the clock once); the naive holder is a `tokio::sync::Mutex` around \
-         the token, as people often hand-write it.\n\n{table}"
+         the token, as people often hand-write it.\n\n\
+         The hot path keeps a per-thread copy of the current token, checked against a \
+         generation counter that only changes when the session does, so two threads never \
+         write a shared cache line; that is why it can beat the floor (whose `load_full` \
+         bumps one shared reference count) with 2 threads.\n\n\
+         About the 10x target against the naive mutex: it is met only where the naive holder \
+         is slow. Any correct hot path must read the clock once (the floor says so), and \
+         the table shows what that read alone costs here. When the naive holder costs less \
+         than ten clock reads, as it does on this machine with an uncontended-in-practice \
+         tokio mutex, no correct implementation can be ten times faster.\n\n{table}"
     );
     std::fs::write(root.join("docs/benchmarks.md"), doc).unwrap();
 }

@@ -135,6 +135,8 @@ struct Inner {
     /// The result of the last completed run, for callers that waited for it.
     last: Mutex<Option<Result<Session, AuthError>>>,
     events: broadcast::Sender<SessionEvent>,
+    /// Publishes `completed` to callers waiting for a run in flight.
+    done: tokio::sync::watch::Sender<u64>,
 }
 
 /// Holds a session with one provider and keeps its token valid. Cheap to clone; clones
@@ -243,6 +245,7 @@ impl ManagerBuilder {
                 completed: AtomicU64::new(0),
                 last: Mutex::new(None),
                 events,
+                done: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -505,16 +508,38 @@ impl SessionManager {
 
     /// The one refresh pipeline (single flight).
     async fn refresh_pipeline(&self, observed: u64, reason: Reason) -> Result<Session, AuthError> {
-        let _gate = self.inner.gate.lock().await;
-        if self.inner.completed.load(Ordering::SeqCst) != observed
-            && let Some(result) = lock(&self.inner.last).clone()
-        {
-            // A refresh (or sign-in/out) completed while we queued: share its result.
+        let mut done = self.inner.done.subscribe();
+        let _gate = loop {
+            if let Some(result) = self.result_since(observed) {
+                // A refresh (or sign-in/out) completed after we looked: share its result.
+                return result;
+            }
+            // Either we get the gate (and own the next refresh), or the run in flight
+            // completes and wakes every waiter at once (no queueing through the gate).
+            tokio::select! {
+                biased;
+                guard = self.inner.gate.lock() => break guard,
+                changed = done.wait_for(|completed| *completed != observed) => {
+                    if changed.is_err() {
+                        return Err(AuthError::NotSignedIn);
+                    }
+                }
+            }
+        };
+        if let Some(result) = self.result_since(observed) {
             return result;
         }
         let result = self.refresh_owned(reason).await;
         self.complete_run(result.clone());
         result
+    }
+
+    /// The result of the last completed run, if one completed since `observed`.
+    fn result_since(&self, observed: u64) -> Option<Result<Session, AuthError>> {
+        if self.inner.completed.load(Ordering::SeqCst) == observed {
+            return None;
+        }
+        lock(&self.inner.last).clone()
     }
 
     /// Runs one refresh; the caller holds the gate.
@@ -609,7 +634,9 @@ impl SessionManager {
 
     fn complete_run(&self, result: Result<Session, AuthError>) {
         *lock(&self.inner.last) = Some(result);
-        self.inner.completed.fetch_add(1, Ordering::SeqCst);
+        let completed = self.inner.completed.fetch_add(1, Ordering::SeqCst) + 1;
+        // Wakes every caller waiting for this run at once.
+        self.inner.done.send_replace(completed);
     }
 
     // ----- authorized calls ----------------------------------------------------
