@@ -437,10 +437,7 @@ impl SessionManager {
             return hit;
         }
         let hot = self.inner.hot.load_full()?;
-        if !hot
-            .fresh_until
-            .is_none_or(|until| self.inner.clock.now() < until)
-        {
+        if hot.fresh_until.is_some_and(|until| self.inner.clock.now() >= until) {
             return None;
         }
         let token = hot.session.tokens.access.clone();
