@@ -1,6 +1,6 @@
 //! [`SessionManager`]: holds one session, hands out valid access tokens, and runs the
 //! one refresh pipeline. It is a thin driver over the pure
-//! [`Lifecycle`](crate::lifecycle::Lifecycle): it feeds inputs, performs the actions
+//! [`Lifecycle`]: it feeds inputs, performs the actions
 //! (provider calls, store writes, events) and owns the concurrency.
 //!
 //! Concurrency, in three pieces:
@@ -437,7 +437,10 @@ impl SessionManager {
             return hit;
         }
         let hot = self.inner.hot.load_full()?;
-        if hot.fresh_until.is_some_and(|until| self.inner.clock.now() >= until) {
+        if hot
+            .fresh_until
+            .is_some_and(|until| self.inner.clock.now() >= until)
+        {
             return None;
         }
         let token = hot.session.tokens.access.clone();
