@@ -323,6 +323,16 @@ pub struct DirectusSettings {
     /// Serve Directus 9's `GET /auth/oauth` (on). Directus 12.4 answers 404 there; turn
     /// it off to test that.
     pub legacy_oauth_route: bool,
+    /// Whether the licence includes SSO (on). A free-licence Directus 12.4 lists no
+    /// providers at `GET /auth` and answers 404 at `/auth/login/<provider>` even when
+    /// providers are configured; turn this off to reproduce that.
+    pub sso_licensed: bool,
+    /// Not a Directus setting (zero by default): for this long after a json or cookie
+    /// refresh rotated a token, presenting the old token again still answers 200, with
+    /// a new refresh token that was never stored (dead at its first use). That is what a
+    /// real Directus does with refreshes sent at the same instant with one token: each
+    /// succeeds, but only the first rotation's token stays alive.
+    pub concurrent_refresh_window: Duration,
     /// The project name, the issuer in `otpauth://` URLs ("Directus").
     pub project_name: String,
     /// `PUBLIC_URL` (`None`: the fake's base URL).
@@ -343,6 +353,8 @@ impl Default for DirectusSettings {
             password_reset_allow_list: Vec::new(),
             providers: Vec::new(),
             legacy_oauth_route: true,
+            sso_licensed: true,
+            concurrent_refresh_window: Duration::ZERO,
             project_name: "Directus".to_owned(),
             public_url: None,
         }
@@ -362,6 +374,7 @@ pub(crate) struct Profile {
     tfa_secret: Option<String>,
     static_token: Option<String>,
     provider: String,
+    last_access: Option<SystemTime>,
 }
 
 impl Default for Profile {
@@ -377,6 +390,7 @@ impl Default for Profile {
             tfa_secret: None,
             static_token: None,
             provider: "default".to_owned(),
+            last_access: None,
         }
     }
 }
@@ -390,7 +404,9 @@ pub struct DirectusUser {
     pub first_name: Option<String>,
     /// `last_name`.
     pub last_name: Option<String>,
-    /// The role id (`None`: no role).
+    /// The role id. `None`: no role, as for a user created without one; such a user
+    /// signs in (`role: null` in the JWT) but may read none of its own fields, so
+    /// `/users/me` answers `{data:{id}}`.
     pub role: Option<String>,
     /// The role's name (for `fields=role.name`).
     pub role_name: Option<String>,
@@ -406,6 +422,8 @@ pub struct DirectusUser {
     pub static_token: Option<String>,
     /// The auth provider (`default` for email and password).
     pub provider: String,
+    /// When the user last signed in or refreshed (server time).
+    pub last_access: Option<SystemTime>,
 }
 
 impl DirectusUser {
@@ -456,6 +474,16 @@ impl DirectusUser {
         self
     }
 
+    /// Removes the role (and app and admin access).
+    #[must_use]
+    pub fn without_role(mut self) -> Self {
+        self.role = None;
+        self.role_name = None;
+        self.admin_access = false;
+        self.app_access = false;
+        self
+    }
+
     /// Gives the user a static token.
     #[must_use]
     pub fn static_token(mut self, token: &str) -> Self {
@@ -482,6 +510,7 @@ impl DirectusUser {
             tfa_secret: self.tfa_secret,
             static_token: self.static_token,
             provider: self.provider,
+            last_access: self.last_access,
         };
         (self.user, profile)
     }
@@ -499,6 +528,7 @@ impl DirectusUser {
             tfa_secret: p.tfa_secret,
             static_token: p.static_token,
             provider: p.provider,
+            last_access: p.last_access,
         }
     }
 
@@ -528,7 +558,10 @@ impl DirectusUser {
             "status": self.status,
             "role": opt(&self.role),
             "token": masked(self.static_token.is_some()),
-            "last_access": null,
+            "last_access": self.last_access.map_or(Value::Null, |at| {
+                // SQLite's datetime as Directus returns it: `2026-11-22T02:22:22`.
+                Value::from(crate::jwt::iso8601_millis(at)[..19].to_owned())
+            }),
             "last_page": null,
             "provider": self.provider,
             "external_identifier": null,

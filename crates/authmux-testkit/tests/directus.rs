@@ -850,6 +850,12 @@ async fn password_request_always_answers_204_and_captures_the_mail() {
     );
     let claims = FakeDirectus::claims(&mail.token).unwrap();
     assert_eq!(claims["scope"], "password-reset");
+    assert_eq!(claims["email"], ALICE_EMAIL);
+    assert_eq!(
+        claims["hash"].as_str().unwrap().len(),
+        8,
+        "getSimpleHash: 8 hex digits"
+    );
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         86_400
@@ -1252,4 +1258,82 @@ fn starts_and_stops_without_a_runtime() {
     drop(fake);
     // The port is free again once the handle is dropped.
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
+#[tokio::test]
+async fn without_an_sso_licence_providers_are_hidden_and_unreachable() {
+    let fake = FakeDirectus::builder()
+        .provider(AuthProvider::oauth2("github", ALICE_EMAIL))
+        .configure(|s| s.sso_licensed = false)
+        .start()
+        .unwrap();
+    let list = send(client().get(fake.url("/auth"))).await;
+    assert_eq!(list.json(), json!({ "data": [], "disableDefault": false }));
+    let start = send(client().get(fake.url("/auth/login/github"))).await;
+    assert_eq!(start.status, 404);
+    assert_eq!(error_message(&start), "Route / doesn't exist.");
+    let callback = send(client().get(fake.url("/auth/login/github/callback"))).await;
+    assert_eq!(error_message(&callback), "Route /callback doesn't exist.");
+}
+
+#[tokio::test]
+async fn a_user_without_a_role_signs_in_but_reads_only_its_id() {
+    let (_, fake) = manual();
+    fake.add_user(DirectusUser::new("norole@example.com", DEFAULT_PASSWORD).without_role());
+    let (access, _) = login_json(&fake, "norole@example.com").await;
+    let claims = FakeDirectus::claims(&access).unwrap();
+    assert_eq!(claims["role"], Value::Null);
+    assert_eq!(claims["app_access"], false);
+    let me = get_bearer(&fake.url("/users/me"), &access).await;
+    let id = fake.user("norole@example.com").unwrap().user.id;
+    assert_eq!(me.json(), json!({ "data": { "id": id } }));
+    assert_eq!(
+        get_bearer(&fake.url("/items/articles"), &access)
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn last_access_is_set_at_sign_in_in_sqlite_format() {
+    let (clock, fake) = manual();
+    clock.advance(Duration::from_millis(1_500));
+    let (access, _) = login_json(&fake, ALICE_EMAIL).await;
+    let me = get_bearer(&fake.url("/users/me?fields=last_access"), &access).await;
+    assert_eq!(me.json()["data"]["last_access"], "2023-11-14T22:13:21");
+}
+
+#[tokio::test]
+async fn the_opt_in_concurrent_refresh_window_hands_out_a_dead_token() {
+    let (clock, fake) = manual();
+    fake.update_settings(|s| s.concurrent_refresh_window = Duration::from_millis(500));
+    let (_, r1) = login_json(&fake, ALICE_EMAIL).await;
+    let first = post_json(&fake.url("/auth/refresh"), &json!({ "refresh_token": r1 })).await;
+    let second = post_json(&fake.url("/auth/refresh"), &json!({ "refresh_token": r1 })).await;
+    assert_eq!((first.status, second.status), (200, 200));
+    let token = |r: &Resp| {
+        r.json()["data"]["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (a, b) = (token(&first), token(&second));
+    assert_ne!(a, b);
+    let access = second.json()["data"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get_bearer(&fake.url("/users/me"), &access).await.status,
+        200
+    );
+    let dead = post_json(&fake.url("/auth/refresh"), &json!({ "refresh_token": b })).await;
+    assert_eq!(error_code(&dead), "INVALID_CREDENTIALS");
+    let alive = post_json(&fake.url("/auth/refresh"), &json!({ "refresh_token": a })).await;
+    assert_eq!(alive.status, 200);
+    // Past the window the old token is refused as usual.
+    clock.advance(Duration::from_secs(1));
+    let late = post_json(&fake.url("/auth/refresh"), &json!({ "refresh_token": r1 })).await;
+    assert_eq!(error_code(&late), "INVALID_CREDENTIALS");
 }

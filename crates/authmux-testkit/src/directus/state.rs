@@ -88,6 +88,9 @@ struct SessionBook {
     successors: HashMap<String, (String, SystemTime)>,
     /// Families revoked by reuse detection: their access tokens die too.
     reuse_revoked: HashSet<FamilyId>,
+    /// json/cookie refresh tokens → when a refresh rotated them (for the opt-in
+    /// concurrent-refresh window).
+    rotated_at: HashMap<String, SystemTime>,
 }
 
 /// Everything the fake knows. Shared by the handler (server thread) and the handle.
@@ -187,7 +190,7 @@ impl DirectusState {
         for b in user.user.password.bytes().chain(version.to_le_bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        format!("{h:016x}")
+        format!("{:08x}", h & 0xffff_ffff)
     }
 
     fn cookie_attrs(&self) -> CookieAttrs {
@@ -247,6 +250,7 @@ impl DirectusState {
         };
         self.families
             .register_access(family, signature(&access_token));
+        self.set_profile(&user.user.id, |p| p.last_access = Some(now));
         Issued {
             access_token,
             refresh_token,
@@ -353,19 +357,36 @@ impl DirectusState {
                 }
             }
         } else {
-            let out = self
-                .families
-                .refresh(token, now, Some(s.refresh_ttl), self.policy())
-                .map_err(|e| self.note_refresh_error(token, e))?;
-            (
-                out.new_refresh.ok_or(DirectusError::InvalidCredentials)?,
-                s.access_ttl,
-            )
+            let raced = lock(&self.sessions)
+                .rotated_at
+                .get(token)
+                .is_some_and(|at| {
+                    now.duration_since(*at).unwrap_or_default() < s.concurrent_refresh_window
+                });
+            if raced && !self.families.is_revoked(family) {
+                // The losing side of two refreshes at the same instant: Directus's
+                // `UPDATE ... WHERE token = old` matched no row, so this answer's token
+                // was never stored.
+                (random_token(64), s.access_ttl)
+            } else {
+                let out = self
+                    .families
+                    .refresh(token, now, Some(s.refresh_ttl), self.policy())
+                    .map_err(|e| self.note_refresh_error(token, e))?;
+                lock(&self.sessions)
+                    .rotated_at
+                    .insert(token.to_owned(), now);
+                (
+                    out.new_refresh.ok_or(DirectusError::InvalidCredentials)?,
+                    s.access_ttl,
+                )
+            }
         };
         let claims = Self::access_claims(&user, session_mode.then_some(new_token.as_str()));
         let access_token = wire::sign(self.keys.secret(), claims, now, lifetime);
         self.families
             .register_access(family, signature(&access_token));
+        self.set_profile(&user.user.id, |p| p.last_access = Some(now));
         Ok((
             Issued {
                 access_token,
@@ -1011,10 +1032,11 @@ impl DirectusState {
     /// disableDefault:false}` (`?sessionOnly` keeps SSO providers in session mode).
     fn providers(&self, req: &FakeRequest) -> FakeResponse {
         let session_only = req.query_pairs().iter().any(|(k, _)| k == "sessionOnly");
-        let list: Vec<Value> = self
-            .settings()
+        let settings = self.settings();
+        let list: Vec<Value> = settings
             .providers
             .iter()
+            .filter(|_| settings.sso_licensed)
             .filter(|p| !session_only || p.mode == ProviderMode::Session)
             .map(|p| {
                 let mut o = Map::new();
@@ -1058,11 +1080,21 @@ impl DirectusState {
 
     fn provider(&self, req: &FakeRequest) -> Result<AuthProvider> {
         let name = req.param("provider").unwrap_or_default();
-        self.settings()
+        let settings = self.settings();
+        let provider = settings
             .providers
             .into_iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| DirectusError::RouteNotFound(req.path().to_owned()))
+            .ok_or_else(|| DirectusError::RouteNotFound(req.path().to_owned()))?;
+        if !settings.sso_licensed {
+            // `checkSsoEnabled` runs inside the provider's router, so the path it reports
+            // is relative to `/auth/login/<provider>`.
+            let prefix = format!("/auth/login/{name}");
+            let rest = req.path().strip_prefix(&prefix).unwrap_or_default();
+            let rest = if rest.is_empty() { "/" } else { rest };
+            return Err(DirectusError::RouteNotFound(rest.to_owned()));
+        }
+        Ok(provider)
     }
 
     /// `GET /auth/login/:provider?redirect=`: checks the redirect, keeps the flow state in
@@ -1212,6 +1244,11 @@ impl DirectusState {
     /// makes Directus's read forbidden, which `/users/me` answers with `{data:{id}}`.
     fn me(&self, req: &FakeRequest, acc: &Accountability) -> Result<FakeResponse> {
         let user = self.current_user(acc)?;
+        if user.role.is_none() && !user.admin_access {
+            // No role, no policy: reading the user's own row is forbidden, which
+            // `/users/me` turns into `{data:{id}}`.
+            return Ok(data(json!({ "id": user.user.id })));
+        }
         let row = user.row();
         let fields = requested_fields(req);
         if fields.is_empty() || fields.iter().any(|f| f == "*") {
