@@ -77,6 +77,13 @@ impl TokenSet {
     }
 }
 
+/// All claims of a JWT's payload, read WITHOUT verifying the signature: for hints such
+/// as a session id (`sid`) or the subject, never for trust decisions. `None` if the text
+/// is not a JWT whose payload is a JSON object.
+pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    jsonwebtoken::dangerous::insecure_decode_claims(token).ok()
+}
+
 /// Claims read from a JWT without verification. A hint, never a trust decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JwtHint {
@@ -96,8 +103,7 @@ pub struct JwtHint {
 /// assert_eq!(hint.expires_at, Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000)));
 /// ```
 pub fn jwt_hint(token: &str) -> Option<JwtHint> {
-    let claims: serde_json::Map<String, serde_json::Value> =
-        jsonwebtoken::dangerous::insecure_decode_claims(token).ok()?;
+    let claims = jwt_claims(token)?;
     let number = |key: &str| match claims.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Number(n)) => Ok(n.as_f64()),
