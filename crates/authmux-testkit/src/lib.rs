@@ -13,6 +13,9 @@ pub mod server;
 pub mod users;
 
 pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
+/// The core's `proptest` strategies (sessions, token sets, lifecycle scripts), so that
+/// one dev-dependency on the test kit is enough.
+pub use authmux_core::strategies;
 pub use faults::Fault;
 pub use linkutm::FakeLinkUtm;
 pub use linxio::FakeLinxio;
