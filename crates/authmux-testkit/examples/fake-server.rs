@@ -1,10 +1,11 @@
-//! Runs one fake standalone until Ctrl-C: `fake-server <linxio|linkutm> [port]`.
+//! Runs one fake standalone until Ctrl-C: `fake-server <linxio|linkutm|directus> [port]`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
     reason = "a command-line example reports where it listens"
 )]
 
+use authmux_testkit::directus::FakeDirectus;
 use authmux_testkit::linkutm::FakeLinkUtm;
 use authmux_testkit::linxio::FakeLinxio;
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
@@ -16,8 +17,9 @@ fn main() -> std::io::Result<()> {
     let server = match dialect.as_str() {
         "linxio" => FakeLinxio::builder().port(port).start()?.into_server(),
         "linkutm" => FakeLinkUtm::builder().port(port).start()?.into_server(),
+        "directus" => FakeDirectus::builder().port(port).start()?.into_server(),
         other => {
-            eprintln!("unknown dialect {other:?}: use linxio or linkutm");
+            eprintln!("unknown dialect {other:?}: use linxio, linkutm or directus");
             std::process::exit(2);
         }
     };

@@ -73,6 +73,27 @@
 //! [`DirectusSettings::reuse_detection`] (off by default: real Directus has none), a
 //! retired refresh token revokes its whole family, access tokens included.
 //!
+//! # Where the fake knowingly differs from Directus 12.4
+//! Checked side by side with a real 12.4.0 (same requests with curl):
+//! - JSON object keys come in alphabetical order, not Directus's insertion order.
+//! - Refresh tokens are 48 alphanumerics (the shared token families), not 64-character
+//!   nanoids; the JWT header is `{"typ","alg"}` instead of `{"alg","typ"}`.
+//! - A request to an unknown route is 404 even with an expired bearer (Directus
+//!   authenticates first and answers 401 `TOKEN_EXPIRED`); routes with a trailing slash
+//!   (`/users/me/tfa/generate/`) are unknown to the fake, Express accepts them.
+//! - `GET /auth/oauth` answers (Directus 9's shape) unless
+//!   [`DirectusSettings::legacy_oauth_route`] is off; 12.4 has no such route.
+//! - SSO is licensed by default ([`DirectusSettings::sso_licensed`]); a free-licence
+//!   12.4 hides providers. The provider is the fake's own page, and `prompt`/`otp`
+//!   query options of the SSO start are only carried along.
+//! - JSON syntax errors other than a truncated body are worded differently from Node's.
+//! - Permissions are reduced to "app or admin access reads `/items`, a role reads its
+//!   own user"; fault-injected 429s use the generic wording; no `enforce_tfa`, shares,
+//!   invites or registration.
+//! - Simultaneous refreshes with one token: handlers run one at a time, so the second
+//!   is refused at once; [`DirectusSettings::concurrent_refresh_window`] reproduces the
+//!   real server's "both succeed, one token is dead".
+//!
 //! # Default users ([`default_users`])
 //! The shared users of [`crate::users`], password [`DEFAULT_PASSWORD`]:
 //! `alice@example.com` (an administrator), `otp@example.com` (two-factor on with the
@@ -885,6 +906,13 @@ impl FakeDirectus {
         &self.server
     }
 
+    /// Gives up the Directus accessors and keeps only the server (which goes on serving:
+    /// the handler owns the state). For a standalone run:
+    /// `fake.into_server().serve_forever()`.
+    pub fn into_server(self) -> ServerHandle {
+        self.server
+    }
+
     /// The user table (shared part: ids, emails, passwords).
     pub fn users(&self) -> &Users {
         &self.state.users
@@ -905,7 +933,10 @@ impl FakeDirectus {
     }
 
     /// Changes a user (e.g. `|u| u.status = "suspended".into()`); returns whether the
-    /// user exists.
+    /// user exists. This is a direct change of the row, as when Directus suspends a
+    /// user after too many failed logins: sessions survive it, so the next refresh
+    /// answers `USER_SUSPENDED`. An admin changing the status or password through the
+    /// API also ends the user's sessions: follow with [`FakeDirectus::revoke_user`].
     pub fn update_user(&self, email: &str, change: impl FnOnce(&mut DirectusUser)) -> bool {
         let Some(mut user) = self.state.user_by_email(email) else {
             return false;

@@ -233,6 +233,34 @@ async fn login_refusals_use_directus_codes_and_messages() {
         assert_eq!(error_code(&r), code, "{body}");
         assert_eq!(error_message(&r), message, "{body}");
     }
+    let truncated = send(
+        client()
+            .post(fake.url("/auth/login"))
+            .header("content-type", "application/json")
+            .body("{\"email\":"),
+    )
+    .await;
+    assert_eq!(
+        error_message(&truncated),
+        "Invalid payload. Unexpected end of JSON input."
+    );
+    let array = post_json(&fake.url("/auth/login"), &json!([1])).await;
+    assert_eq!(
+        error_message(&array),
+        "Invalid payload. \"value\" must be of type object."
+    );
+    // Without a JSON content type the body is not read at all.
+    let plain = send(
+        client()
+            .post(fake.url("/auth/login"))
+            .header("content-type", "text/plain")
+            .body(json!({ "email": ALICE_EMAIL, "password": DEFAULT_PASSWORD }).to_string()),
+    )
+    .await;
+    assert_eq!(
+        error_message(&plain),
+        "Invalid payload. \"email\" is required."
+    );
     let r = login(&fake, json!({ "password": "x" })).await;
     assert_eq!(
         r.json()["errors"][0]["extensions"]["reason"],

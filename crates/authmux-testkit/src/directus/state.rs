@@ -589,7 +589,18 @@ fn parse_body(req: &FakeRequest) -> Result<Value> {
             "Unexpected token in JSON at position 0",
         ));
     }
-    serde_json::from_slice(req.body()).map_err(|e| DirectusError::payload(e.to_string()))
+    serde_json::from_slice(req.body()).map_err(|e| {
+        // Node's JSON.parse wording for the common case; other syntax errors differ.
+        if e.is_eof() {
+            DirectusError::payload("Unexpected end of JSON input")
+        } else {
+            DirectusError::payload(format!(
+                "Unexpected token in JSON at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        }
+    })
 }
 
 fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
