@@ -186,7 +186,9 @@ impl LinxioProvider {
     }
 
     /// `GET /me` with an explicit `fields[]` projection instead of the configured one
-    /// (an empty list asks for every field).
+    /// (an empty list asks for every field). Call it inside
+    /// [`SessionManager::authorized`](authmux_core::SessionManager::authorized) to get
+    /// the manager's refresh-and-retry on 401.
     pub async fn current_user_with_fields<S: AsRef<str>>(
         &self,
         session: &Session,
