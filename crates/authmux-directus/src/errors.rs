@@ -23,6 +23,13 @@ pub(crate) enum Context {
     Refresh,
     /// `POST /auth/password/reset`.
     Reset,
+    /// A call authorized with the session's access token (`GET /users/me`), where
+    /// Directus answers a token it does not accept (garbage, or a session-mode JWT whose
+    /// session is gone) with 401 `INVALID_CREDENTIALS`.
+    Authorized,
+    /// `/users/me/tfa/enable` and `/disable`, where a wrong code is 400
+    /// `INVALID_PAYLOAD` `"otp" is invalid`.
+    Tfa,
     /// Anything else.
     Other,
 }
@@ -84,14 +91,23 @@ impl ErrorAnswer {
             (Some("INVALID_CREDENTIALS" | "TOKEN_EXPIRED" | "INVALID_TOKEN"), Context::Refresh) => {
                 AuthError::RefreshRejected
             }
+            (Some("INVALID_CREDENTIALS"), Context::Authorized) => {
+                AuthError::Unauthorized { message }
+            }
             (Some("INVALID_CREDENTIALS"), _) => AuthError::InvalidCredentials,
-            (Some("TOKEN_EXPIRED" | "INVALID_TOKEN"), Context::Reset) => {
-                // The reset token from the email is the credential here.
+            (Some("TOKEN_EXPIRED" | "INVALID_TOKEN" | "FORBIDDEN"), Context::Reset) => {
+                // The reset token from the email is the credential here: a bad one is
+                // INVALID_TOKEN, a used one (bound to the old password's hash) FORBIDDEN.
                 AuthError::InvalidCredentials
             }
             (Some("TOKEN_EXPIRED" | "INVALID_TOKEN"), _) => AuthError::Unauthorized { message },
             (Some("INVALID_OTP"), _) => AuthError::InvalidOtp,
             (Some("USER_SUSPENDED"), _) => AuthError::AccountDisabled,
+            (Some("INVALID_PAYLOAD"), Context::Tfa)
+                if message.as_deref().is_some_and(|m| m.contains("\"otp\"")) =>
+            {
+                AuthError::InvalidOtp
+            }
             (Some("INVALID_PAYLOAD" | "FAILED_VALIDATION" | "INVALID_QUERY"), _) => {
                 AuthError::Validation {
                     field: self.field,
@@ -100,15 +116,21 @@ impl ErrorAnswer {
             }
             (Some("FORBIDDEN"), _) => AuthError::Forbidden { message },
             (None, Context::Refresh) if self.status == 401 => AuthError::RefreshRejected,
+            (None, Context::Login | Context::Reset) if self.status == 401 => {
+                AuthError::InvalidCredentials
+            }
             (None, _) => AuthError::from_status(self.status, None, message, self.retry_after),
-            // An unknown code keeps code and message. A 401 stays `Unauthorized` (with
-            // the code in its message) so that the session manager refreshes on it.
-            (Some(code), _) if self.status == 401 => AuthError::Unauthorized {
-                message: Some(match message {
+            // An unknown code keeps code and message: the statuses with a typed meaning
+            // (400, 401, 403, 409, 422) keep it, with the code in the message (a 401
+            // stays `Unauthorized` so that the session manager refreshes on it);
+            // anything else is `Server` with both.
+            (Some(code), _) if matches!(self.status, 400 | 401 | 403 | 409 | 422) => {
+                let message = Some(match message {
                     Some(m) => format!("{code}: {m}"),
                     None => code.to_owned(),
-                }),
-            },
+                });
+                AuthError::from_status(self.status, self.code, message, self.retry_after)
+            }
             (Some(_), _) => AuthError::Server {
                 status: self.status,
                 code: self.code,
@@ -200,6 +222,39 @@ mod tests {
             AuthError::Unauthorized { message: Some(m) } => assert_eq!(m, "SOMETHING_NEW: m"),
             other => panic!("unexpected {other:?}"),
         }
+        match e(409, "RECORD_NOT_UNIQUE", Other) {
+            AuthError::Conflict { message: Some(m) } => assert_eq!(m, "RECORD_NOT_UNIQUE: m"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            e(401, "INVALID_CREDENTIALS", Authorized),
+            AuthError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            e(401, "TOKEN_EXPIRED", Authorized),
+            AuthError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            e(401, "USER_SUSPENDED", Refresh),
+            AuthError::AccountDisabled
+        ));
+        assert!(matches!(
+            e(400, "INVALID_PAYLOAD", Tfa),
+            AuthError::Validation { .. }
+        ));
+        let wrong_code = answer(
+            400,
+            &envelope("INVALID_PAYLOAD", "Invalid payload. \"otp\" is invalid."),
+            None,
+        );
+        assert!(matches!(
+            wrong_code.clone().into_error(Tfa),
+            AuthError::InvalidOtp
+        ));
+        assert!(matches!(
+            wrong_code.into_error(Other),
+            AuthError::Validation { .. }
+        ));
     }
 
     #[test]
@@ -220,6 +275,14 @@ mod tests {
         assert!(matches!(
             answer(401, "<html>", None).into_error(Context::Refresh),
             AuthError::RefreshRejected
+        ));
+        assert!(matches!(
+            answer(401, "", None).into_error(Context::Login),
+            AuthError::InvalidCredentials
+        ));
+        assert!(matches!(
+            answer(401, "", None).into_error(Context::Authorized),
+            AuthError::Unauthorized { .. }
         ));
         assert!(matches!(
             answer(503, "oops", None).into_error(Context::Other),

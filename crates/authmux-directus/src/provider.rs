@@ -489,7 +489,7 @@ impl AuthProvider for DirectusProvider {
         let request = self.authorized_request(session, Method::GET, &url, None)?;
         let response = self.send(request).await?;
         if !response.status().is_success() {
-            return Err(self.error(&response, Context::Other));
+            return Err(self.error(&response, Context::Authorized));
         }
         let user = Value::Object(data_object(&response, "current user")?);
         let name = display_name(&user);
@@ -531,8 +531,9 @@ impl PasswordReset for DirectusProvider {
         Ok(())
     }
 
-    /// `POST /auth/password/reset {token, password}`. A bad or expired token is
-    /// [`AuthError::InvalidCredentials`].
+    /// `POST /auth/password/reset {token, password}`. A bad, expired or already used
+    /// token is [`AuthError::InvalidCredentials`] (Directus answers 403 `INVALID_TOKEN`
+    /// or, for a used one, 403 `FORBIDDEN`).
     async fn complete_reset(
         &self,
         token: &ResetToken,
@@ -564,7 +565,7 @@ impl PasswordReset for DirectusProvider {
 impl OAuth for DirectusProvider {
     /// `GET /auth` (Directus 10+), falling back to the older `GET /auth/oauth` when that
     /// answers 404. Accepts both answer shapes: a list of names (`["github"]`) and a
-    /// list of objects (`[{"name": "github", "label": "GitHub", ...}]`).
+    /// list of objects (`[{"name": "github", "label": "GitHub", ...}]`); `null` is none.
     async fn providers(&self) -> Result<Vec<OAuthProvider>, AuthError> {
         let mut response = self
             .send(empty_request(Method::GET, &self.url("/auth"))?)
@@ -578,10 +579,15 @@ impl OAuth for DirectusProvider {
             return Err(self.error(&response, Context::Other));
         }
         let body: Value = authmux_core::wire::parse_json(&response, "auth providers")?;
-        let Some(list) = body.get("data").and_then(Value::as_array) else {
-            return Err(AuthError::protocol(
-                "auth providers: expected a `data` list",
-            ));
+        let list = match body.get("data") {
+            Some(Value::Array(list)) => list.as_slice(),
+            // Directus 9's `/auth/oauth` answers `{"data": null}` when none is set up.
+            Some(Value::Null) => &[],
+            _ => {
+                return Err(AuthError::protocol(
+                    "auth providers: expected a `data` list",
+                ));
+            }
         };
         let text = |v: &Value, key: &str| {
             v.get(key)

@@ -47,14 +47,17 @@ impl DirectusProvider {
     /// `POST /users/me/tfa/generate {password}`: a new TOTP secret for the signed-in
     /// user and its `otpauth://` URL (for a QR code). Nothing is enabled yet: confirm
     /// with [`DirectusProvider::tfa_enable`]. A wrong password is
-    /// [`AuthError::InvalidCredentials`].
+    /// [`AuthError::InvalidCredentials`] (and so, as Directus cannot tell them apart, is
+    /// an access token it does not accept).
     pub async fn tfa_generate(
         &self,
         session: &Session,
         password: &Password,
     ) -> Result<(TfaSecret, TfaSecret), AuthError> {
         let body = json!({ "password": password.expose_secret() });
-        let data = self.tfa_call(session, "generate", &body).await?;
+        let data = self
+            .tfa_call(session, "generate", &body, Context::Other)
+            .await?;
         let data = data.ok_or_else(|| AuthError::protocol("tfa/generate: no `data` object"))?;
         let text = |key: &str| {
             data.get(key)
@@ -76,13 +79,18 @@ impl DirectusProvider {
         code: &OtpCode,
     ) -> Result<(), AuthError> {
         let body = json!({ "secret": secret.expose_secret(), "otp": code.expose_secret() });
-        self.tfa_call(session, "enable", &body).await.map(drop)
+        self.tfa_call(session, "enable", &body, Context::Tfa)
+            .await
+            .map(drop)
     }
 
-    /// `POST /users/me/tfa/disable {otp}`: turns two-factor off with a current code.
+    /// `POST /users/me/tfa/disable {otp}`: turns two-factor off with a current code. A
+    /// wrong code is [`AuthError::InvalidOtp`].
     pub async fn tfa_disable(&self, session: &Session, code: &OtpCode) -> Result<(), AuthError> {
         let body = json!({ "otp": code.expose_secret() });
-        self.tfa_call(session, "disable", &body).await.map(drop)
+        self.tfa_call(session, "disable", &body, Context::Tfa)
+            .await
+            .map(drop)
     }
 
     /// One `/users/me/tfa/<action>` call; the `data` object when the answer has one.
@@ -91,12 +99,13 @@ impl DirectusProvider {
         session: &Session,
         action: &str,
         body: &Value,
+        context: Context,
     ) -> Result<Option<serde_json::Map<String, Value>>, AuthError> {
         let url = self.url(&format!("/users/me/tfa/{action}"));
         let request = self.authorized_request(session, Method::POST, &url, Some(body))?;
         let response = self.send(request).await?;
         if !response.status().is_success() {
-            return Err(self.error(&response, Context::Other));
+            return Err(self.error(&response, context));
         }
         if response.body().is_empty() || response.status() == http::StatusCode::NO_CONTENT {
             return Ok(None);
