@@ -6,21 +6,19 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-/// The package names in `cargo tree -p authmux-linxio -e normal` for every target.
+/// The package names in `cargo tree -p authmux-linxio -e normal` (host platform: no
+/// authmux crate is a platform-specific dependency).
 fn normal_dependencies(extra: &[&str]) -> BTreeSet<String> {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let output = Command::new(env!("CARGO"))
         .args([
             "tree",
-            "--offline",
             "--manifest-path",
             manifest,
             "-p",
             "authmux-linxio",
             "-e",
             "normal",
-            "--target",
-            "all",
             "--prefix",
             "none",
             "--format",
