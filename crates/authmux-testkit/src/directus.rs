@@ -63,7 +63,7 @@
 //! `{"errors":[{"message":"...","extensions":{"code":"..."}}]}`; `INVALID_PAYLOAD`
 //! errors also carry `extensions.reason`. Messages are Directus's ("Invalid user
 //! credentials.", "Invalid user OTP.", "Token expired.", "Invalid token.", "User
-//! suspended.", "Invalid payload. <reason>.").
+//! suspended.", "Invalid payload. {reason}.").
 //!
 //! # Tokens
 //! Access tokens are HS256 JWTs with Directus's claims and nothing else: `id` (the user
