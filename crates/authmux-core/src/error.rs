@@ -247,6 +247,17 @@ pub fn sanitize_message(message: &str) -> String {
     out
 }
 
+/// [`sanitize_message`], after replacing every occurrence of the given secrets (what
+/// the request sent: a password, a code, a token) with `[redacted]`, for servers that
+/// echo input back in their error messages.
+pub fn scrub(message: &str, secrets: &[&str]) -> String {
+    let mut text = message.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "[redacted]");
+    }
+    sanitize_message(&text)
+}
+
 fn looks_like_secret(word: &str) -> bool {
     let token_chars =
         |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '+' | '/');
@@ -275,6 +286,14 @@ mod tests {
             "Invalid user credentials."
         );
         assert!(sanitize_message(&"a".repeat(1000)).chars().count() <= 301);
+    }
+
+    #[test]
+    fn scrub_removes_echoed_input() {
+        assert_eq!(
+            scrub("password 'hunter2!' is too weak", &["hunter2!", ""]),
+            "password '[redacted]' is too weak"
+        );
     }
 
     #[test]

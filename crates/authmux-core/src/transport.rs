@@ -193,7 +193,7 @@ mod reqwest_impl {
                 .user_agent(config.user_agent)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| map_error(&e, e.to_string()))?;
+                .map_err(map_error)?;
             Ok(Self {
                 client,
                 max_response_bytes: config.max_response_bytes,
@@ -209,43 +209,35 @@ mod reqwest_impl {
         }
     }
 
-    fn map_error(e: &reqwest::Error, context: String) -> AuthError {
+    /// Classifies a reqwest error (before anything is stripped from it: the
+    /// classification reads the error as reqwest built it), then keeps only a sanitized
+    /// message without the URL.
+    fn map_error(e: reqwest::Error) -> AuthError {
         if e.is_timeout() {
             return AuthError::Timeout;
         }
         let kind = if e.is_connect() {
             TransportErrorKind::Connect
-        } else if e.is_builder() || e.is_request() && e.url().is_none() {
+        } else if e.is_builder() {
             TransportErrorKind::Request
         } else if e.is_body() || e.is_decode() || e.is_request() {
+            // A connection closed mid-answer surfaces as a request or body error.
             TransportErrorKind::Io
         } else {
             TransportErrorKind::Other
         };
-        // reqwest's messages name the URL; URLs never carry secrets in authmux (tokens
-        // travel in headers and bodies only), but strip the query to be safe.
-        let message = crate::error::sanitize_message(&context);
+        let message = crate::error::sanitize_message(&e.without_url().to_string());
         AuthError::Transport {
             kind,
             source: Some(Arc::new(std::io::Error::other(message))),
         }
     }
 
-    fn without_url(e: reqwest::Error) -> reqwest::Error {
-        e.without_url()
-    }
-
     #[async_trait]
     impl Transport for ReqwestTransport {
         async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
-            let request = reqwest::Request::try_from(request).map_err(|e| {
-                let e = without_url(e);
-                map_error(&e, e.to_string())
-            })?;
-            let mut response = self.client.execute(request).await.map_err(|e| {
-                let e = without_url(e);
-                map_error(&e, e.to_string())
-            })?;
+            let request = reqwest::Request::try_from(request).map_err(map_error)?;
+            let mut response = self.client.execute(request).await.map_err(map_error)?;
             if response
                 .content_length()
                 .is_some_and(|n| n > self.max_response_bytes as u64)
@@ -259,10 +251,7 @@ mod reqwest_impl {
                 *headers = std::mem::take(response.headers_mut());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| {
-                let e = without_url(e);
-                map_error(&e, e.to_string())
-            })? {
+            while let Some(chunk) = response.chunk().await.map_err(map_error)? {
                 if body.len() + chunk.len() > self.max_response_bytes {
                     return Err(body_too_large(self.max_response_bytes));
                 }

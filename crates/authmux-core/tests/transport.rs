@@ -43,6 +43,11 @@ async fn server() -> String {
                     })
                     .unwrap_or("")
                     .to_owned();
+                if path == "/drop" {
+                    // Close without answering, as a crashing server or proxy would.
+                    drop(socket);
+                    return;
+                }
                 let big = vec![b'x'; 3 * 1024 * 1024];
                 let response: Vec<u8> = match path.as_str() {
                     "/ua" => format!(
@@ -186,4 +191,28 @@ async fn a_refused_connection_is_a_retryable_connect_error() {
         "{err:?}"
     );
     assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_a_retryable_io_error() {
+    let base = server().await;
+    let err = transport(5_000, 1 << 20, None)
+        .send(get(&format!("{base}/drop")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuthError::Transport {
+                kind: TransportErrorKind::Io,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        !format!("{err} {err:?}").contains("127.0.0.1"),
+        "the URL is stripped: {err:?}"
+    );
 }
