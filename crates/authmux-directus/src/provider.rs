@@ -464,6 +464,11 @@ impl AuthProvider for DirectusProvider {
 
     /// `POST /auth/logout` in the session's mode (204). Directus ignores unknown
     /// tokens, so a 2xx means the refresh credential is dead now.
+    ///
+    /// In session mode an EXPIRED session cookie is refused (401 `TOKEN_EXPIRED`) before
+    /// the route runs, so Directus cannot be told; nothing can use that session any
+    /// more either (refreshing it is refused the same way), so this is
+    /// [`LogoutOutcome::LocalOnly`] rather than an error.
     async fn logout(&self, session: &Session) -> Result<LogoutOutcome, AuthError> {
         let mode = self.session_mode(session)?;
         let Some(request) = self.token_request("/auth/logout", session, mode)? else {
@@ -473,7 +478,15 @@ impl AuthProvider for DirectusProvider {
         };
         let response = self.send(request).await?;
         if !response.status().is_success() {
-            return Err(self.error(&response, Context::Other));
+            let error = ErrorAnswer::read(&response, self.now());
+            if mode == DirectusMode::Session && error.is("TOKEN_EXPIRED") {
+                return Ok(LogoutOutcome::LocalOnly {
+                    reason: "the session cookie had expired: Directus refuses it, so the \
+                             server was not told (and nothing can use that session any more)"
+                        .into(),
+                });
+            }
+            return Err(error.into_error(Context::Other));
         }
         Ok(LogoutOutcome::Revoked)
     }

@@ -212,6 +212,28 @@ async fn session_mode_rotation_has_a_grace_period() {
 }
 
 #[tokio::test]
+async fn an_expired_session_cookie_can_neither_refresh_nor_log_out() {
+    // As on a real Directus 12.4 with SESSION_COOKIE_TTL=5s: both answer 401
+    // TOKEN_EXPIRED before the route runs.
+    let fake = FakeDirectus::builder()
+        .session_ttl(Duration::from_secs(5))
+        .start()
+        .unwrap();
+    let provider = provider(&fake, DirectusMode::Session);
+    let session = login(&provider, &alice()).await;
+    assert_eq!(session.tokens.lifetime(), Some(Duration::from_secs(5)));
+    fake.set_clock_ahead(Duration::from_secs(6));
+    assert!(matches!(
+        provider.refresh(&session).await,
+        Err(AuthError::RefreshRejected)
+    ));
+    assert!(matches!(
+        provider.logout(&session).await,
+        Ok(LogoutOutcome::LocalOnly { .. })
+    ));
+}
+
+#[tokio::test]
 async fn logout_in_each_mode_revokes_the_refresh_credential() {
     let fake = fake();
     for mode in MODES {

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use authmux_core::wire::json_request;
 use authmux_core::{
     AuthError, AuthProvider, Credentials, LoginOutcome, LogoutOutcome, ManualClock, OtpChallenge,
-    OtpCode, Password, Phase, ResetToken, Session, SessionManager,
+    OtpCode, Password, Phase, RefreshWindow, ResetToken, Session, SessionManager,
 };
 use authmux_directus::{DirectusMode, REFRESH_COOKIE};
 use bytes::Bytes;
@@ -95,7 +95,15 @@ async fn live_login_refresh_and_logout_in_all_three_modes() {
         let user = admin.create_user("modes").await;
         let log = Logging::new(reqwest_transport());
         let provider = Arc::new(live.provider(mode, log.clone()));
-        let manager = SessionManager::new(provider.clone());
+        // Refresh only at expiry (not after half the short lifetime), so that only the
+        // explicit refresh below happens, however slow the machine.
+        let manager = SessionManager::builder(provider.clone())
+            .refresh_window(RefreshWindow {
+                min_lead: Duration::ZERO,
+                fraction: 0.0,
+                jitter: 0.0,
+            })
+            .build();
         let session = sign_in(&manager, &user).await;
 
         assert_eq!(session.extra_str("mode"), Some(mode.as_str()), "{mode}");
