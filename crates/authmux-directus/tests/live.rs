@@ -7,11 +7,6 @@
 //! the tests are independent and run in parallel. Access tokens on the test server live
 //! a few seconds; only the proactive-refresh and refresh-after-401 tests wait in real
 //! time, and only as long as the server needs to consider a token due or expired.
-#![allow(
-    clippy::print_stderr,
-    reason = "a skipped live test must say so loudly on stderr"
-)]
-
 mod common;
 
 use std::sync::Arc;
