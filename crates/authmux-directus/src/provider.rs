@@ -368,14 +368,15 @@ impl AuthProvider for DirectusProvider {
         }
         let error = ErrorAnswer::read(&response, self.now());
         if error.is("INVALID_OTP") && credentials.otp.is_none() {
-            let challenge = OtpChallenge::new(
+            // The password stays in the challenge, in memory only (never serialized,
+            // zeroized when the last copy is dropped): Directus needs it again.
+            let mut challenge = OtpChallenge::new(
                 DIALECT,
                 self.config.url.clone(),
                 credentials.email.clone(),
                 self.now(),
             )
             .with_password(credentials.password.clone());
-            let mut challenge = challenge;
             challenge
                 .extras
                 .insert(MODE_EXTRA.to_owned(), mode.as_str().into());
@@ -509,8 +510,13 @@ impl AuthProvider for DirectusProvider {
         Ok(UserProfile::from_json_with_name(user, name))
     }
 
-    /// Sessions built from kept tokens get this provider's mode.
-    fn session_from_tokens(&self, tokens: TokenSet) -> Session {
+    /// Sessions built from kept tokens get this provider's mode. In session mode the
+    /// session cookie is both the access token and the refresh credential, so a token
+    /// set without a refresh token gets the access token as one.
+    fn session_from_tokens(&self, mut tokens: TokenSet) -> Session {
+        if self.config.mode == DirectusMode::Session && tokens.refresh.is_none() {
+            tokens.refresh = Some(RefreshToken::new(tokens.access.expose_secret()));
+        }
         self.new_session(tokens, self.config.mode)
     }
 

@@ -288,6 +288,37 @@ async fn a_restored_session_refreshes_the_way_it_signed_in() {
 }
 
 #[tokio::test]
+async fn hydrated_tokens_get_the_providers_mode() {
+    let fake = fake();
+    let issued = fake.issue_tokens(ALICE_EMAIL, SignInMode::Session).unwrap();
+    let provider = provider(&fake, DirectusMode::Session);
+    let manager = SessionManager::new(Arc::new(provider));
+    let session = manager
+        .hydrate(TokenSet::new(
+            AccessToken::new(issued.access_token.as_str()),
+            None,
+            Expiry::Unstated,
+            SystemTime::now(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(session.extra_str("mode"), Some("session"));
+    assert_eq!(refresh_secret(&session), issued.access_token);
+    manager
+        .refresh()
+        .await
+        .expect("a hydrated session-mode session refreshes");
+    assert_eq!(
+        fake.recorder()
+            .last(endpoints::REFRESH)
+            .unwrap()
+            .cookies()
+            .unwrap(),
+        format!("{SESSION_COOKIE}={}", issued.access_token)
+    );
+}
+
+#[tokio::test]
 async fn credentials_go_only_to_the_sessions_origin() {
     let fake = fake();
     let provider = provider(&fake, DirectusMode::Cookie);
