@@ -1,0 +1,328 @@
+//! Where profiles live and what a profile's folder holds.
+//!
+//! ```text
+//! <home>/                          0700  --home, else $AUTHMUX_HOME, else <config dir>/authmux
+//!   profiles/<name>/               0700  one folder per profile (--profile, default "default")
+//!     config.json                  0600  the backend: a ProviderConfig (dialect, url, mode/
+//!                                        workspace/domain, allow_insecure_http, timeout_ms)
+//!     session.json                 0600  the session (authmux FileStore: atomic writes)
+//!     session.json.lock            0600  FileStore's write lock
+//!     session.json.lock.refresh    0600  FileStore's refresh lock (one refresh across processes)
+//!     otp.json                     0600  a login waiting for its one-time code (no password)
+//!     signup.json                  0600  a signup waiting for its emailed code
+//! ```
+//!
+//! Every file is written whole to a temporary file and renamed into place. A file that
+//! cannot be read is reported and never overwritten or removed.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use authmux::{FileStore, ProviderConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::failure::Failure;
+
+/// The environment variable naming the home folder when `--home` is not given.
+pub(crate) const HOME_VAR: &str = "AUTHMUX_HOME";
+
+/// The folder holding the profiles.
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    root: PathBuf,
+    /// The `--home` flag as given, repeated in the hints this program prints.
+    flag: Option<PathBuf>,
+}
+
+impl Home {
+    /// `--home`, else `$AUTHMUX_HOME`, else the platform's config folder + `authmux`.
+    pub(crate) fn resolve(flag: Option<PathBuf>) -> Result<Self, Failure> {
+        if let Some(dir) = &flag {
+            return Ok(Self {
+                root: dir.clone(),
+                flag,
+            });
+        }
+        if let Some(dir) = std::env::var_os(HOME_VAR).filter(|v| !v.is_empty()) {
+            return Ok(Self {
+                root: PathBuf::from(dir),
+                flag: None,
+            });
+        }
+        match dirs::config_dir() {
+            Some(dir) => Ok(Self {
+                root: dir.join("authmux"),
+                flag: None,
+            }),
+            None => Err(Failure::usage(format!(
+                "no folder for profiles: pass --home DIR or set {HOME_VAR}"
+            ))),
+        }
+    }
+
+    /// The profile called `name` (not created until something is written).
+    pub(crate) fn profile(&self, name: &str) -> Result<Profile, Failure> {
+        check_name(name)?;
+        Ok(Profile {
+            name: name.to_owned(),
+            dir: self.root.join("profiles").join(name),
+            root: self.root.clone(),
+            home_flag: self.flag.clone(),
+        })
+    }
+}
+
+/// Profile names: 1 to 64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+fn check_name(name: &str) -> Result<(), Failure> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            "a profile name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ))
+    }
+}
+
+/// One profile: one backend and at most one session with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Profile {
+    name: String,
+    dir: PathBuf,
+    root: PathBuf,
+    home_flag: Option<PathBuf>,
+}
+
+impl Profile {
+    /// The profile's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend settings file.
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// The session file (a [`FileStore`]).
+    pub(crate) fn session_path(&self) -> PathBuf {
+        self.dir.join("session.json")
+    }
+
+    /// The pending one-time-code login.
+    pub(crate) fn otp_path(&self) -> PathBuf {
+        self.dir.join("otp.json")
+    }
+
+    /// The pending signup.
+    pub(crate) fn signup_path(&self) -> PathBuf {
+        self.dir.join("signup.json")
+    }
+
+    /// Creates the home and profile folders (0700) if missing.
+    pub(crate) fn ensure_dir(&self) -> Result<(), Failure> {
+        for dir in [&self.root, &self.root.join("profiles"), &self.dir] {
+            make_private_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// The session store, its folder created first so that it is private.
+    pub(crate) fn store(&self) -> Result<FileStore, Failure> {
+        self.ensure_dir()?;
+        Ok(FileStore::new(self.session_path()))
+    }
+
+    /// The backend settings, if the profile has any. A file that cannot be read is an
+    /// error (exit 3) and is left as it is.
+    pub(crate) fn read_config(&self) -> Result<Option<ProviderConfig>, Failure> {
+        let path = self.config_path();
+        let Some(text) = read_text(&path)? else {
+            return Ok(None);
+        };
+        ProviderConfig::from_json(&text)
+            .map(Some)
+            .map_err(|e| corrupt(&path, &e.to_string()))
+    }
+
+    /// Writes the backend settings.
+    pub(crate) fn write_config(&self, config: &ProviderConfig) -> Result<(), Failure> {
+        self.write_json(&self.config_path(), config)
+    }
+
+    /// Reads one of the profile's JSON files; a missing file is `None`, an unreadable
+    /// one an error (exit 3), left as it is.
+    pub(crate) fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, Failure> {
+        let Some(text) = read_text(path)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| corrupt(path, &format!("line {}, column {}", e.line(), e.column())))
+    }
+
+    /// Writes one of the profile's JSON files, privately and atomically.
+    pub(crate) fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), Failure> {
+        self.ensure_dir()?;
+        let mut bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| Failure::no_session(format!("cannot encode {}: {e}", path.display())))?;
+        bytes.push(b'\n');
+        write_private(path, &bytes)
+    }
+
+    /// Removes one of the profile's files (a missing one is fine).
+    pub(crate) fn remove(&self, path: &Path) -> Result<(), Failure> {
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Failure::no_session(format!(
+                "cannot remove {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// How to run `rest` as a command on this profile, e.g. `authmux --profile work otp
+    /// CODE`, for hints.
+    pub(crate) fn command(&self, rest: &str) -> String {
+        let mut command = String::from("authmux");
+        if let Some(home) = &self.home_flag {
+            command.push_str(&format!(" --home {}", home.display()));
+        }
+        if self.name != "default" {
+            command.push_str(&format!(" --profile {}", self.name));
+        }
+        format!("`{command} {rest}`")
+    }
+}
+
+fn corrupt(path: &Path, detail: &str) -> Failure {
+    Failure::no_session(format!(
+        "corrupt profile file {} ({detail}); it was left untouched: fix or remove it",
+        path.display()
+    ))
+}
+
+fn read_text(path: &Path) -> Result<Option<String>, Failure> {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| corrupt(path, "not UTF-8")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::no_session(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), Failure> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| Failure::no_session(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Writes `bytes` to a new 0600 file next to `path`, flushes it, and renames it over
+/// `path`: readers see the old or the new content, never half of one.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Failure::no_session(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_are_checked() {
+        let home = Home::resolve(Some(PathBuf::from("/tmp/authmux-test-home"))).unwrap();
+        for good in ["default", "work", "a", "team-1.prod_x", &"x".repeat(64)] {
+            assert!(home.profile(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "-x",
+            ".hidden",
+            "sp ace",
+            &"x".repeat(65),
+        ] {
+            let failure = home.profile(bad).unwrap_err();
+            assert_eq!(failure.code, crate::failure::USAGE, "{bad}");
+        }
+    }
+
+    #[test]
+    fn files_are_private_and_corrupt_ones_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::resolve(Some(dir.path().join("home"))).unwrap();
+        let profile = home.profile("p").unwrap();
+        let config = ProviderConfig::new("linxio", "https://x.example".parse().unwrap()).unwrap();
+        profile.write_config(&config).unwrap();
+        assert_eq!(profile.read_config().unwrap(), Some(config));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&profile.config_path()), 0o600);
+            assert_eq!(mode(&dir.path().join("home")), 0o700);
+            assert_eq!(mode(&dir.path().join("home/profiles/p")), 0o700);
+        }
+        fs::write(profile.config_path(), b"{\"dialect\": \"lin").unwrap();
+        let failure = profile.read_config().unwrap_err();
+        assert_eq!(failure.code, crate::failure::NO_SESSION);
+        assert!(
+            failure.message.contains("left untouched"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            fs::read(profile.config_path()).unwrap(),
+            b"{\"dialect\": \"lin"
+        );
+    }
+
+    #[test]
+    fn hints_repeat_home_and_profile() {
+        let home = Home::resolve(Some(PathBuf::from("/h"))).unwrap();
+        assert_eq!(
+            home.profile("work").unwrap().command("otp CODE"),
+            "`authmux --home /h --profile work otp CODE`"
+        );
+    }
+}
