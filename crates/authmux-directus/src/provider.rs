@@ -94,8 +94,8 @@ impl DirectusProvider {
     /// Uses `clock` to stamp tokens (`issued_at`, and `expires_at` from `expires`).
     /// Give it the same clock as the session manager when testing with a manual clock.
     #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 

@@ -898,7 +898,13 @@ impl DirectusState {
                     "The refresh token is required in either the payload or cookie",
                 )
             })?;
-        cx.recorder().record_refresh_token(&token);
+        // Record what the client presented: in session mode that is the session
+        // cookie (a JWT), not the session id the server reads out of it.
+        let presented = match mode {
+            Some(Mode::Session) => req.cookie(SESSION_COOKIE).unwrap_or_else(|| token.clone()),
+            _ => token.clone(),
+        };
+        cx.recorder().record_refresh_token(&presented);
         let mode = mode.unwrap_or(Mode::Cookie);
         let (issued, _user) = self.refresh(&token, mode == Mode::Session, now)?;
         Ok(self.token_answer(&issued, mode, now, out))
