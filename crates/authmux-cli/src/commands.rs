@@ -180,7 +180,14 @@ fn parse_url(text: &str, flag: &str) -> Result<Url, Failure> {
 }
 
 fn build(config: &ProviderConfig) -> Result<Arc<dyn AuthProvider>, Failure> {
-    Ok(config.build()?)
+    config.build().map_err(|error| {
+        let insecure = matches!(error, AuthError::InsecureTransport { .. });
+        let mut failure = Failure::from(error);
+        if insecure {
+            failure.message.push_str(" (--allow-insecure-http)");
+        }
+        failure
+    })
 }
 
 fn manager(provider: &Arc<dyn AuthProvider>, store: &FileStore) -> SessionManager {
