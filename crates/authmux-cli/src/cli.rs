@@ -142,9 +142,9 @@ pub(crate) struct TargetArgs {
 pub(crate) struct LoginArgs {
     #[command(flatten)]
     pub(crate) target: TargetArgs,
-    /// The email (sign-in name).
+    /// The email (sign-in name); default: the one the profile last signed in with.
     #[arg(long)]
-    pub(crate) email: String,
+    pub(crate) email: Option<String>,
     /// Read the password from standard input (first line) instead of $AUTHMUX_PASSWORD
     /// or a prompt.
     #[arg(long)]

@@ -20,7 +20,7 @@ use crate::cli::{
 };
 use crate::failure::{Failure, OTP_REQUIRED, describe, exit_code};
 use crate::output::{self, say};
-use crate::profile::{Home, Profile};
+use crate::profile::{Home, Profile, Settings};
 use crate::secrets::{Kind, Secrets};
 use crate::{demo, fake};
 
@@ -246,13 +246,14 @@ fn session_failure(profile: &Profile, error: AuthError) -> Failure {
     Failure::from(error.clone()).with_sign_in_hint(&error, &login_hint(profile))
 }
 
-/// Checks that `session` reached the store, saves the backend settings, and says so.
+/// Checks that `session` reached the store, saves the profile's settings (the backend
+/// and `email`), and says so.
 async fn finish_sign_in(
     profile: &Profile,
     config: &ProviderConfig,
     store: &FileStore,
     session: &Session,
-    who: &str,
+    email: Option<&str>,
     verb: &str,
 ) -> Result<(), Failure> {
     match store.load().await? {
@@ -264,9 +265,13 @@ async fn finish_sign_in(
             )));
         }
     }
-    profile.write_config(config)?;
+    let email = user_email(session).or(email);
+    profile.write_settings(&Settings {
+        provider: config.clone(),
+        email: email.map(str::to_owned),
+    })?;
     profile.remove(&profile.otp_path())?;
-    let who = user_email(session).unwrap_or(who);
+    let who = email.unwrap_or("(unknown user)");
     let expiry = match session.tokens.expires_at {
         Some(at) => format!(
             "the token expires {}",
@@ -297,7 +302,21 @@ async fn login(profile: &Profile, args: LoginArgs) -> Result<(), Failure> {
     check_store(profile).await?;
     let config = resolve_target(&args.target, profile)?;
     let provider = build(&config)?;
-    let email = args.email.trim();
+    let remembered = match &args.email {
+        Some(_) => None,
+        None => profile.read_settings()?.and_then(|s| s.email),
+    };
+    let Some(email) = args
+        .email
+        .as_deref()
+        .or(remembered.as_deref())
+        .map(str::trim)
+    else {
+        return Err(Failure::usage(format!(
+            "--email is required: profile {:?} has not signed in before",
+            profile.name()
+        )));
+    };
     if email.is_empty() {
         return Err(AuthError::validation("email", "an email address is required").into());
     }
@@ -322,7 +341,7 @@ async fn login(profile: &Profile, args: LoginArgs) -> Result<(), Failure> {
     let manager = manager(&provider, &store);
     match manager.login(&credentials).await? {
         LoginOutcome::Authenticated(session) => {
-            finish_sign_in(profile, &config, &store, &session, email, "signed in").await
+            finish_sign_in(profile, &config, &store, &session, Some(email), "signed in").await
         }
         LoginOutcome::OtpRequired(challenge) => {
             let pending = PendingOtp {
@@ -391,7 +410,7 @@ async fn otp(profile: &Profile, code: &str, password_stdin: bool) -> Result<(), 
         &pending.provider,
         &store,
         &session,
-        &email,
+        Some(&email),
         "signed in",
     )
     .await
@@ -444,7 +463,9 @@ async fn whoami(profile: &Profile, as_json: bool) -> Result<(), Failure> {
 }
 
 async fn status(profile: &Profile, as_json: bool) -> Result<(), Failure> {
-    let config = profile.read_config()?;
+    let settings = profile.read_settings()?;
+    let remembered = settings.as_ref().and_then(|s| s.email.clone());
+    let config = settings.map(|s| s.provider);
     let otp_pending = profile
         .read_json::<PendingOtp>(&profile.otp_path())?
         .is_some();
@@ -478,7 +499,7 @@ async fn status(profile: &Profile, as_json: bool) -> Result<(), Failure> {
             "signed_in": session.is_some(),
             "user": session.as_ref().map(|s| json!({
                 "id": s.user.as_ref().and_then(|u| u.id.clone()),
-                "email": user_email(s),
+                "email": user_email(s).or(remembered.as_deref()),
                 "name": s.user.as_ref().and_then(|u| u.name.clone()),
             })),
             "expires_at": expires_at.map(authmux::timestamp::format),
@@ -498,7 +519,10 @@ async fn status(profile: &Profile, as_json: bool) -> Result<(), Failure> {
             Some(s) => {
                 rows.push(vec![
                     "user".into(),
-                    user_email(s).unwrap_or("(unknown)").to_owned(),
+                    user_email(s)
+                        .or(remembered.as_deref())
+                        .unwrap_or("(unknown: see `authmux whoami`)")
+                        .to_owned(),
                 ]);
                 let token = match expires_at {
                     Some(at) if expired => format!(
@@ -762,7 +786,7 @@ async fn signup_verify(profile: &Profile, code: &str) -> Result<(), Failure> {
         &pending.provider,
         &store,
         &session,
-        &pending.email,
+        Some(&pending.email),
         "signed up and signed in",
     )
     .await
@@ -917,13 +941,5 @@ async fn oauth_complete(
     manager(&provider, &store)
         .sign_in_with(session.clone())
         .await?;
-    finish_sign_in(
-        profile,
-        &config,
-        &store,
-        &session,
-        "the OAuth user",
-        "signed in",
-    )
-    .await
+    finish_sign_in(profile, &config, &store, &session, None, "signed in").await
 }

@@ -4,7 +4,8 @@
 //! <home>/                          0700  --home, else $AUTHMUX_HOME, else <config dir>/authmux
 //!   profiles/<name>/               0700  one folder per profile (--profile, default "default")
 //!     config.json                  0600  the backend: a ProviderConfig (dialect, url, mode/
-//!                                        workspace/domain, allow_insecure_http, timeout_ms)
+//!                                        workspace/domain, allow_insecure_http, timeout_ms),
+//!                                        plus the email last signed in with
 //!     session.json                 0600  the session (authmux FileStore: atomic writes)
 //!     session.json.lock            0600  FileStore's write lock
 //!     session.json.lock.refresh    0600  FileStore's refresh lock (one refresh across processes)
@@ -94,6 +95,16 @@ fn check_name(name: &str) -> Result<(), Failure> {
     }
 }
 
+/// A profile's settings (`config.json`): the backend, and the email last signed in
+/// with (so that signing in again needs no flag, and `status` can name the user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The backend.
+    pub(crate) provider: ProviderConfig,
+    /// The email last signed in with.
+    pub(crate) email: Option<String>,
+}
+
 /// One profile: one backend and at most one session with it.
 #[derive(Debug, Clone)]
 pub(crate) struct Profile {
@@ -143,21 +154,35 @@ impl Profile {
         Ok(FileStore::new(self.session_path()))
     }
 
-    /// The backend settings, if the profile has any. A file that cannot be read is an
-    /// error (exit 3) and is left as it is.
-    pub(crate) fn read_config(&self) -> Result<Option<ProviderConfig>, Failure> {
+    /// The profile's settings, if it has any. A file that cannot be read is an error
+    /// (exit 3) and is left as it is.
+    pub(crate) fn read_settings(&self) -> Result<Option<Settings>, Failure> {
         let path = self.config_path();
-        let Some(text) = read_text(&path)? else {
+        let Some(mut value) = self.read_json::<serde_json::Value>(&path)? else {
             return Ok(None);
         };
-        ProviderConfig::from_json(&text)
-            .map(Some)
-            .map_err(|e| corrupt(&path, &e.to_string()))
+        let email = value
+            .as_object_mut()
+            .and_then(|o| o.remove("email"))
+            .and_then(|e| e.as_str().map(str::to_owned));
+        let provider =
+            ProviderConfig::from_value(value).map_err(|e| corrupt(&path, &e.to_string()))?;
+        Ok(Some(Settings { provider, email }))
     }
 
-    /// Writes the backend settings.
-    pub(crate) fn write_config(&self, config: &ProviderConfig) -> Result<(), Failure> {
-        self.write_json(&self.config_path(), config)
+    /// The profile's backend, if it has one.
+    pub(crate) fn read_config(&self) -> Result<Option<ProviderConfig>, Failure> {
+        Ok(self.read_settings()?.map(|s| s.provider))
+    }
+
+    /// Writes the profile's settings.
+    pub(crate) fn write_settings(&self, settings: &Settings) -> Result<(), Failure> {
+        let mut value = serde_json::to_value(&settings.provider)
+            .map_err(|e| Failure::no_session(format!("cannot encode the settings: {e}")))?;
+        if let (Some(object), Some(email)) = (value.as_object_mut(), &settings.email) {
+            object.insert("email".to_owned(), email.clone().into());
+        }
+        self.write_json(&self.config_path(), &value)
     }
 
     /// Reads one of the profile's JSON files; a missing file is `None`, an unreadable
@@ -292,9 +317,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::resolve(Some(dir.path().join("home"))).unwrap();
         let profile = home.profile("p").unwrap();
-        let config = ProviderConfig::new("linxio", "https://x.example".parse().unwrap()).unwrap();
-        profile.write_config(&config).unwrap();
-        assert_eq!(profile.read_config().unwrap(), Some(config));
+        let settings = Settings {
+            provider: ProviderConfig::new("linxio", "https://x.example".parse().unwrap()).unwrap(),
+            email: Some("ann@example.com".to_owned()),
+        };
+        profile.write_settings(&settings).unwrap();
+        assert_eq!(profile.read_settings().unwrap(), Some(settings.clone()));
+        assert_eq!(profile.read_config().unwrap(), Some(settings.provider));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

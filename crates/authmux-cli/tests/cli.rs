@@ -251,10 +251,11 @@ fn linxio_session_from_login_to_logout() {
     let out = fails(&mut home.cmd(&["status", "--json"]), 3, &["not signed in"]);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["signed_in"], false);
-    // Signing in again needs only the email: the profile remembers the backend.
-    home.with_password(DEFAULT_PASSWORD, &["login", "--email", ALICE_EMAIL])
+    // Signing in again needs no flag: the profile remembers the backend and the email.
+    home.with_password(DEFAULT_PASSWORD, &["login"])
         .assert()
-        .success();
+        .success()
+        .stdout(predicate::str::contains(ALICE_EMAIL));
 }
 
 #[test]
@@ -357,6 +358,11 @@ fn directus_one_time_code_needs_the_password_again() {
         .stdout(predicate::str::contains("signed in to directus"));
     let session = home.session("default");
     assert_eq!(session["session"]["extras"]["mode"], "cookie");
+    // Directus's login answer names no user; the profile remembers the email.
+    home.cmd(&["status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(OTP_EMAIL).and(predicate::str::contains("directus")));
     home.cmd(&["whoami"])
         .assert()
         .success()
@@ -895,6 +901,14 @@ fn bad_input_exits_2_with_one_line() {
         &["--timeout-ms"],
     );
     fails(&mut login(&[]), 2, &["--dialect and --url are required"]);
+    fails(
+        &mut home.with_password(
+            DEFAULT_PASSWORD,
+            &["login", "--dialect", "linxio", "--url", &url],
+        ),
+        2,
+        &["--email is required"],
+    );
     fails(
         &mut home.with_password(
             DEFAULT_PASSWORD,
