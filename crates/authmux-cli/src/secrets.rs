@@ -52,7 +52,7 @@ impl Secrets {
     }
 
     /// The next secret of `kind`. `prompt` is shown on the terminal when asking.
-    /// `why` completes the error when there is no source: "... for <why>".
+    /// `why` completes the error when there is no source: "no password for `why`".
     pub(crate) fn get(&mut self, kind: Kind, prompt: &str, why: &str) -> Result<Password, Failure> {
         if self.from_stdin {
             return self.next_line().ok_or_else(|| {
