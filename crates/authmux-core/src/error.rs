@@ -173,6 +173,42 @@ impl AuthError {
         )
     }
 
+    /// The same error with every occurrence of the given secrets (what the request
+    /// carried: a password, a code) replaced by `[redacted]` in its messages, for servers
+    /// that echo input back.
+    #[must_use]
+    pub fn scrubbed(self, secrets: &[&str]) -> Self {
+        let clean = |m: String| scrub(&m, secrets);
+        match self {
+            AuthError::Unauthorized { message } => AuthError::Unauthorized {
+                message: message.map(clean),
+            },
+            AuthError::Forbidden { message } => AuthError::Forbidden {
+                message: message.map(clean),
+            },
+            AuthError::Conflict { message } => AuthError::Conflict {
+                message: message.map(clean),
+            },
+            AuthError::Validation { field, message } => AuthError::Validation {
+                field: field.map(clean),
+                message: clean(message),
+            },
+            AuthError::Server {
+                status,
+                code,
+                message,
+            } => AuthError::Server {
+                status,
+                code,
+                message: message.map(clean),
+            },
+            AuthError::Protocol { message } => AuthError::Protocol {
+                message: clean(message),
+            },
+            other => other,
+        }
+    }
+
     /// A store error with a source.
     pub fn store(
         message: impl Into<String>,
@@ -286,6 +322,15 @@ mod tests {
             "Invalid user credentials."
         );
         assert!(sanitize_message(&"a".repeat(1000)).chars().count() <= 301);
+    }
+
+    #[test]
+    fn scrubbed_errors_lose_echoed_input() {
+        let e = AuthError::Validation {
+            field: Some("password".into()),
+            message: "hunter2! is too weak".into(),
+        };
+        assert!(!format!("{:?}", e.scrubbed(&["hunter2!"])).contains("hunter2!"));
     }
 
     #[test]

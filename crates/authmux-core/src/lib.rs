@@ -28,7 +28,7 @@ pub use provider::{
     PasswordReset, SignInRecord, SignInSessions, Signup, SignupRequest,
 };
 pub use retry::RetryPolicy;
-pub use secret::{AccessToken, OtpCode, Password, RefreshToken, ResetToken};
+pub use secret::{AccessToken, OtpCode, Password, RefreshToken, ResetToken, TotpSecret};
 pub use session::{Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, Session, UserProfile};
 pub use store::{FileStore, MemoryStore, SessionStore, Versioned};
 pub use token::{Expiry, TokenSet};

@@ -1,4 +1,5 @@
-//! Secret newtypes: [`AccessToken`], [`RefreshToken`], [`Password`], [`OtpCode`].
+//! Secret newtypes: [`AccessToken`], [`RefreshToken`], [`Password`], [`OtpCode`],
+//! [`ResetToken`], [`TotpSecret`].
 //!
 //! Each wraps its text so that it cannot be printed by accident: `Debug` prints
 //! `AccessToken(** redacted **)`, there is no `Display`, and the text is reachable only
@@ -133,6 +134,10 @@ secret_type! {
 secret_type! {
     /// A password-reset token from an email link.
     ResetToken
+}
+secret_type! {
+    /// A TOTP shared secret (base32) or an `otpauth://` URL that embeds one.
+    TotpSecret
 }
 
 serde_secret!(AccessToken);

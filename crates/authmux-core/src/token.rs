@@ -81,7 +81,11 @@ impl TokenSet {
 /// as a session id (`sid`) or the subject, never for trust decisions. `None` if the text
 /// is not a JWT whose payload is a JSON object.
 pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-    jsonwebtoken::dangerous::insecure_decode_claims(token).ok()
+    // `insecure_decode` decodes the header too, so a string that merely has two dots is
+    // not taken for a JWT.
+    jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, serde_json::Value>>(token)
+        .ok()
+        .map(|data| data.claims)
 }
 
 /// Claims read from a JWT without verification. A hint, never a trust decision.

@@ -8,8 +8,6 @@
 //! Directus codes are RFC 6238 TOTP (SHA-1, 6 digits, 30 s), checked with no clock
 //! tolerance.
 
-use std::fmt;
-
 use authmux_core::{AuthError, OtpCode, Password, Session};
 use http::Method;
 use serde_json::{Value, json};
@@ -19,29 +17,8 @@ use crate::provider::DirectusProvider;
 use crate::wire::data_object;
 
 /// Two-factor secret material: the base32 TOTP secret, or the `otpauth://` URL that
-/// embeds it. Redacted in `Debug`, no `Display`, never serialized, zeroized on drop.
-// TODO(core): core has no public secret type for a TOTP secret (its `secret_type!` macro
-// is private); this wraps `Password` to reuse its zeroizing, redacted storage.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TfaSecret(Password);
-
-impl TfaSecret {
-    /// Wraps `text`.
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(Password::new(text))
-    }
-
-    /// The secret text. Never log what this returns.
-    pub fn expose_secret(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for TfaSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TfaSecret(** redacted **)")
-    }
-}
+/// embeds it (the core's redacted, zeroized [`TotpSecret`](authmux_core::TotpSecret)).
+pub type TfaSecret = authmux_core::TotpSecret;
 
 impl DirectusProvider {
     /// `POST /users/me/tfa/generate {password}`: a new TOTP secret for the signed-in
@@ -121,7 +98,7 @@ mod tests {
     #[test]
     fn secret_is_redacted() {
         let secret = TfaSecret::new("JBSWY3DPEHPK3PXP");
-        assert_eq!(format!("{secret:?}"), "TfaSecret(** redacted **)");
+        assert_eq!(format!("{secret:?}"), "TotpSecret(** redacted **)");
         assert_eq!(secret.expose_secret(), "JBSWY3DPEHPK3PXP");
     }
 }

@@ -350,15 +350,9 @@ pub fn sign_in_record(raw: &Value) -> Option<SignInRecord> {
     })
 }
 
-/// The claims of a JWT, read WITHOUT verifying its signature (the header must decode
-/// too, so a string that merely has two dots is not taken for a JWT).
-// TODO(core): a `token::jwt_claims(&str) -> Option<Map<String, Value>>` next to
-// `jwt_hint` would serve every adapter that reads dialect claims.
-pub fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
-    jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
-        .ok()
-        .map(|data| data.claims)
-}
+/// The claims of a JWT, read WITHOUT verifying its signature (see
+/// [`authmux_core::token::jwt_claims`]).
+pub use authmux_core::token::jwt_claims;
 
 /// The claims LinkUTM-style servers use to name the sign-in a JWT belongs to.
 pub const SIGN_IN_CLAIMS: &[&str] = &["sid", "sessionId", "session_id"];

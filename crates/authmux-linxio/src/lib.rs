@@ -318,7 +318,7 @@ impl AuthProvider for LinxioProvider {
         };
         let response = self.post_json(Endpoint::Login, &body, None).await?;
         let answer = decode::login(&response, self.clock.now())
-            .map_err(|e| scrub(e, credentials.password.expose_secret()))?;
+            .map_err(|e| e.scrubbed(&[credentials.password.expose_secret()]))?;
         match answer {
             decode::LoginAnswer::Tokens(answer) => Ok(LoginOutcome::Authenticated(
                 self.session_from(answer, &credentials.email),
@@ -371,7 +371,7 @@ impl AuthProvider for LinxioProvider {
         };
         let response = self.post_json(Endpoint::LoginOtp, &body, None).await?;
         let answer =
-            decode::login_otp(&response, self.clock.now()).map_err(|e| scrub(e, code_text))?;
+            decode::login_otp(&response, self.clock.now()).map_err(|e| e.scrubbed(&[code_text]))?;
         Ok(self.session_from(answer, &challenge.email))
     }
 
@@ -413,42 +413,6 @@ impl AuthProvider for LinxioProvider {
     async fn current_user(&self, session: &Session) -> Result<UserProfile, AuthError> {
         self.current_user_with_fields(session, &self.config.fields)
             .await
-    }
-}
-
-/// Removes `secret` (a password or code the request carried) from the server's message
-/// in `error`, for servers that echo input back in validation messages.
-// TODO(core): every adapter needs this for login/OTP/signup errors; core could offer it
-// next to `sanitize_message` (e.g. `AuthError::redacting(&self, secret)`).
-fn scrub(error: AuthError, secret: &str) -> AuthError {
-    if secret.is_empty() {
-        return error;
-    }
-    let clean = |m: String| m.replace(secret, "[redacted]");
-    match error {
-        AuthError::Validation { field, message } => AuthError::Validation {
-            field: field.map(clean),
-            message: clean(message),
-        },
-        AuthError::Unauthorized { message } => AuthError::Unauthorized {
-            message: message.map(clean),
-        },
-        AuthError::Forbidden { message } => AuthError::Forbidden {
-            message: message.map(clean),
-        },
-        AuthError::Conflict { message } => AuthError::Conflict {
-            message: message.map(clean),
-        },
-        AuthError::Server {
-            status,
-            code,
-            message,
-        } => AuthError::Server {
-            status,
-            code: code.map(clean),
-            message: message.map(clean),
-        },
-        other => other,
     }
 }
 

@@ -394,12 +394,22 @@ async fn idempotent_requests_are_retried_on_network_errors() {
 }
 
 #[tokio::test]
-async fn a_connection_the_server_drops_is_a_transport_error() {
-    // TODO(core): `ReqwestTransport` strips the URL from reqwest's error before
-    // classifying it, so a connection closed before the answer is reported as
-    // `TransportErrorKind::Request` (not retryable) instead of `Io`, and the manager does
-    // not retry it. Once fixed, the fake's `DropConnection` belongs in
-    // `idempotent_requests_are_retried_on_5xx`. Without retries, this test holds either way.
+async fn a_connection_the_server_drops_is_retried_for_a_get() {
+    // The fake really closes the connection without answering; the default transport
+    // reports that as a retryable `Transport { kind: Io }` and the GET is sent again.
+    let w = world();
+    login_alice(&w.manager).await;
+    w.fake
+        .faults()
+        .push(endpoints::VEHICLES, Fault::DropConnection);
+    assert_eq!(
+        w.manager.send(get("/api/vehicles")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(w.fake.recorder().count(endpoints::VEHICLES), 2);
+
+    // Without retries the failure surfaces as a transport error, and the session is
+    // untouched by it.
     let w = world_with_retry(RetryPolicy::NONE);
     login_alice(&w.manager).await;
     w.fake
@@ -407,10 +417,15 @@ async fn a_connection_the_server_drops_is_a_transport_error() {
         .push(endpoints::VEHICLES, Fault::DropConnection);
     let result = w.manager.send(get("/api/vehicles")).await;
     assert!(
-        matches!(result, Err(AuthError::Transport { .. })),
+        matches!(
+            result,
+            Err(AuthError::Transport {
+                kind: authmux_core::TransportErrorKind::Io,
+                ..
+            })
+        ),
         "{result:?}"
     );
-    // The session is untouched by a network failure.
     assert_eq!(
         w.manager.send(get("/api/vehicles")).await.unwrap().status(),
         200
