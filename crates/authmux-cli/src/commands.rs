@@ -74,6 +74,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             callback_url,
             target,
         } => oauth_complete(&profile, &callback_url, &target).await,
+        // Run above, before any profile is opened.
         Command::Demo | Command::FakeServer { .. } => Ok(()),
     }
 }
@@ -773,9 +774,23 @@ async fn signup_verify(profile: &Profile, code: &str) -> Result<(), Failure> {
         }
         .into());
     };
-    let session = signup
+    let session = match signup
         .verify_code(&pending.email, &OtpCode::new(code.trim()))
-        .await?;
+        .await
+    {
+        Ok(session) => session,
+        Err(error) => {
+            let mut failure = Failure::from(error.clone());
+            if matches!(error, AuthError::InvalidOtp | AuthError::Validation { .. }) {
+                failure.message = format!(
+                    "{}; the signup is still waiting: run {} again",
+                    failure.message,
+                    profile.command("signup-verify CODE")
+                );
+            }
+            return Err(failure);
+        }
+    };
     let store = profile.store()?;
     manager(&provider, &store)
         .sign_in_with(session.clone())

@@ -600,7 +600,17 @@ fn linkutm_signup_with_emailed_code() {
         .success()
         .stdout(predicate::str::contains("signup-verify CODE"));
     let code = fake.last_otp(email).unwrap();
-    fails(&mut home.cmd(&["signup-verify", "12"]), 2, &["otp"]);
+    fails(
+        &mut home.cmd(&["signup-verify", "12"]),
+        2,
+        &["otp", "still waiting"],
+    );
+    let wrong = if code == "999999" { "999998" } else { "999999" };
+    fails(
+        &mut home.cmd(&["signup-verify", wrong]),
+        3,
+        &["invalid one-time code", "still waiting"],
+    );
     home.cmd(&["signup-verify", &code])
         .assert()
         .success()
