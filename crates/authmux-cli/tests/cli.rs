@@ -386,20 +386,16 @@ fn directus_one_time_code_needs_the_password_again() {
 fn concurrent_token_processes_refresh_exactly_once() {
     let linxio = FakeLinxio::builder().reuse_detection(true).start().unwrap();
     let directus = FakeDirectus::start().unwrap();
-    for (dialect, url, refresh_endpoint, recorder) in [
-        (
-            "linxio",
-            url_of(linxio.base_url()),
-            "POST /token/refresh",
-            linxio.recorder(),
-        ),
-        (
-            "directus",
-            url_of(directus.base_url()),
-            "POST /auth/refresh",
-            directus.recorder(),
-        ),
+    for (dialect, server, refresh_endpoint) in [
+        ("linxio", linxio.server(), "POST /token/refresh"),
+        ("directus", directus.server(), "POST /auth/refresh"),
     ] {
+        let url = url_of(server.base_url());
+        // The refresh answer is slow, so the processes certainly overlap: the first one
+        // holds the profile's refresh lock while the others queue behind it.
+        server
+            .faults()
+            .push(refresh_endpoint, Fault::Delay(Duration::from_millis(300)));
         let home = Home::new();
         home.login("shared", dialect, &url, ALICE_EMAIL);
         let before = home.token_of("shared", "refresh");
@@ -437,7 +433,7 @@ fn concurrent_token_processes_refresh_exactly_once() {
             assert_eq!(text(&output.stdout).trim_end(), after, "{dialect}");
         }
         assert_eq!(
-            recorder.count(refresh_endpoint),
+            server.recorder().count(refresh_endpoint),
             1,
             "{dialect}: one refresh"
         );
