@@ -326,7 +326,7 @@ impl SessionManager {
         }
         lock(&self.inner.state).version = Some(stored.version);
         let session = stored.session.clone();
-        self.install(stored.session, false).await;
+        self.install(stored.session, false).await?;
         Ok(Some(session))
     }
 
@@ -341,8 +341,7 @@ impl SessionManager {
     /// Starts a session obtained elsewhere (signup, OAuth callback).
     pub async fn sign_in_with(&self, session: Session) -> Result<(), AuthError> {
         let _gate = self.inner.gate.lock().await;
-        self.install(session, true).await;
-        Ok(())
+        self.install(session, true).await
     }
 
     /// Signs in. On [`LoginOutcome::OtpRequired`], finish with
@@ -351,7 +350,7 @@ impl SessionManager {
         let outcome = self.inner.provider.login(credentials).await?;
         let _gate = self.inner.gate.lock().await;
         match &outcome {
-            LoginOutcome::Authenticated(session) => self.install(session.clone(), true).await,
+            LoginOutcome::Authenticated(session) => self.install(session.clone(), true).await?,
             LoginOutcome::OtpRequired(challenge) => {
                 let actions = {
                     let mut state = lock(&self.inner.state);
@@ -383,12 +382,14 @@ impl SessionManager {
         let session = self.inner.provider.verify_otp(challenge, code).await?;
         let _gate = self.inner.gate.lock().await;
         lock(&self.inner.state).challenge = None;
-        self.install(session.clone(), true).await;
+        self.install(session.clone(), true).await?;
         Ok(session)
     }
 
-    /// Installs a session (caller holds the gate).
-    async fn install(&self, session: Session, persist: bool) {
+    /// Installs a session (caller holds the gate). The session is live in memory even
+    /// if saving it fails; the save error is returned so the caller knows it will not
+    /// survive this process.
+    async fn install(&self, session: Session, persist: bool) -> Result<(), AuthError> {
         let actions = {
             let mut state = lock(&self.inner.state);
             let actions = state.lifecycle.step(Input::SignedIn {
@@ -399,8 +400,17 @@ impl SessionManager {
             self.publish_hot(&state.lifecycle);
             actions
         };
-        self.perform(actions).await;
+        let mut saved = Ok(());
+        let mut rest = Vec::new();
+        for action in actions {
+            match action {
+                Action::Persist(session) => saved = self.persist(&session).await,
+                other => rest.push(other),
+            }
+        }
+        self.perform(rest).await;
         self.complete_run(Ok(session));
+        saved
     }
 
     // ----- tokens --------------------------------------------------------------
@@ -786,7 +796,9 @@ impl SessionManager {
         let mut next = Next::Token;
         for action in actions {
             match action {
-                Action::Persist(session) => self.persist(&session).await,
+                // A failed save after a refresh is logged by `persist`; the caller
+                // still gets its (valid) token.
+                Action::Persist(session) => drop(self.persist(&session).await),
                 Action::ClearStore => self.clear_store().await,
                 Action::Emit(event) => {
                     // No receivers is fine; the channel never blocks.
@@ -801,7 +813,7 @@ impl SessionManager {
         next
     }
 
-    async fn persist(&self, session: &Session) {
+    async fn persist(&self, session: &Session) -> Result<(), AuthError> {
         let expected = lock(&self.inner.state).version;
         let result = match self
             .inner
@@ -821,9 +833,15 @@ impl SessionManager {
             Err(e) => Err(e),
         };
         match result {
-            Ok(v) => lock(&self.inner.state).version = Some(v),
+            Ok(v) => {
+                lock(&self.inner.state).version = Some(v);
+                Ok(())
+            }
             // The session in memory stays good; only persistence failed.
-            Err(error) => tracing::error!(%error, "could not save the session"),
+            Err(error) => {
+                tracing::error!(%error, "could not save the session");
+                Err(error)
+            }
         }
     }
 

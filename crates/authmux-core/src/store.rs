@@ -235,8 +235,7 @@ impl FileStore {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
-            .map_err(|e| AuthError::store(format!("cannot create {}", dir.display()), e))?;
+        create_private_dir(dir)?;
         let bytes = serde_json::to_vec_pretty(envelope)
             .map_err(|e| AuthError::store("cannot encode session", e))?;
         let tmp = dir.join(format!(
@@ -330,12 +329,23 @@ impl SessionStore for FileStore {
     }
 }
 
+/// Creates `dir` and its missing parents; folders it creates are 0700 (owner only) on
+/// Unix. Existing folders are left as they are.
+fn create_private_dir(dir: &Path) -> Result<(), AuthError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| AuthError::store(format!("cannot create {}", dir.display()), e))
+}
+
 /// Opens `path` (creating it, 0600) and takes an exclusive OS lock on it, waiting as
 /// long as another process holds it. The lock is released when the file is dropped.
 fn os_lock(path: &Path) -> Result<std::fs::File, AuthError> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| AuthError::store(format!("cannot create {}", dir.display()), e))?;
+        create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);

@@ -362,3 +362,41 @@ async fn current_user_goes_through_the_refresh_rule() {
     assert_eq!(user.id.as_deref(), Some("u1"));
     assert_eq!(provider.record().refresh_calls, 1);
 }
+
+/// A store whose writes always fail, to check that sign-in reports it.
+#[derive(Debug, Default)]
+struct BrokenStore;
+
+#[authmux_core::async_trait]
+impl SessionStore for BrokenStore {
+    async fn load(&self) -> Result<Option<authmux_core::Versioned>, AuthError> {
+        Ok(None)
+    }
+    async fn compare_and_swap(
+        &self,
+        _: Option<u64>,
+        _: Option<&authmux_core::Session>,
+    ) -> Result<authmux_core::store::Swap, AuthError> {
+        Err(AuthError::Store {
+            message: "disk full".into(),
+            source: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failed_save_at_sign_in_is_reported_and_the_session_still_works() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let provider = Scripted::new(clock.clone());
+    let manager = SessionManager::builder(Arc::new(provider))
+        .store(BrokenStore)
+        .clock(clock)
+        .build();
+    let err = manager
+        .login(&Credentials::new("u@example.test", "right"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Store { .. }), "{err:?}");
+    // Nothing is lost: the session is live in memory.
+    assert!(manager.access_token().await.is_ok());
+}

@@ -90,6 +90,15 @@ async fn file_store_writes_owner_only_files_and_leaves_no_temp_files() {
     }
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    let nested = dir.path().join("a/b/s.json");
+    FileStore::new(&nested).save(&session(1)).await.unwrap();
+    for folder in [dir.path().join("a"), dir.path().join("a/b")] {
+        assert_eq!(
+            std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "{folder:?}"
+        );
+    }
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
