@@ -1,1 +1,3 @@
-//! Cross-crate integration tests live in `tests/`; this crate has no code of its own.
+//! Cross-crate integration tests live in `tests/`. This crate's documentation is the
+//! repository's README, so that its examples compile as doc tests.
+#![doc = include_str!("../README.md")]
