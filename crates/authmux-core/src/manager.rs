@@ -699,9 +699,7 @@ impl SessionManager {
         idempotent: bool,
     ) -> Result<Response<Bytes>, AuthError> {
         let mut request = clone_request(request);
-        self.inner
-            .provider
-            .authorize(session, request.headers_mut())?;
+        self.inner.provider.authorize(session, &mut request)?;
         let transport = self.inner.provider.transport();
         let clock = &self.inner.clock;
         send_with_retry(

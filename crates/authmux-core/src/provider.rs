@@ -12,7 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::HeaderMap;
+use bytes::Bytes;
+use http::Request;
 use http::header::{AUTHORIZATION, HeaderValue};
 use url::Url;
 
@@ -93,11 +94,14 @@ pub trait AuthProvider: Send + Sync + fmt::Debug {
     /// The signed-in user.
     async fn current_user(&self, session: &Session) -> Result<UserProfile, AuthError>;
 
-    /// Adds the session's credentials to an outgoing request's headers. The default
-    /// sends `Authorization: Bearer <access token>`; dialects add what else they need
-    /// (e.g. a workspace header).
-    fn authorize(&self, session: &Session, headers: &mut HeaderMap) -> Result<(), AuthError> {
-        headers.insert(AUTHORIZATION, bearer(&session.tokens)?);
+    /// Adds the session's credentials to an outgoing request. The default sends
+    /// `Authorization: Bearer <access token>`; dialects add what else they need, and may
+    /// look at the request's URI to decide (LinkUTM sends its workspace header to API
+    /// routes but never to `/api/v1/auth/*`).
+    fn authorize(&self, session: &Session, request: &mut Request<Bytes>) -> Result<(), AuthError> {
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, bearer(&session.tokens)?);
         Ok(())
     }
 

@@ -161,7 +161,7 @@ impl DirectusProvider {
             Some(body) => json_request(method, url, body)?,
             None => empty_request(method, url)?,
         };
-        self.authorize(session, request.headers_mut())?;
+        self.authorize(session, &mut request)?;
         Ok(request)
     }
 

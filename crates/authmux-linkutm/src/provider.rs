@@ -37,7 +37,7 @@ use authmux_core::{
     SystemClock, TokenSet, Transport, UserProfile,
 };
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use serde::Serialize;
 use url::Url;
@@ -45,6 +45,9 @@ use url::Url;
 use crate::config::{LinkUtmConfig, check_workspace};
 use crate::validate;
 use crate::wire::{self, Call, paths};
+
+/// Where LinkUTM's auth routes live; requests there never carry the workspace.
+const AUTH_PREFIX: &str = "/api/v1/auth/";
 
 /// The dialect's name, stored in every session it creates.
 pub const DIALECT: &str = "linkutm";
@@ -431,12 +434,13 @@ impl AuthProvider for LinkUtmProvider {
     }
 
     /// `Authorization: Bearer <jwt>`, plus `x-workspace-id` when the session has a
-    /// workspace. This hook sees headers only, not the URL: it is what
-    /// `SessionManager::send` uses for API calls. The adapter's own `/api/v1/auth/*`
-    /// calls do not go through it and never carry the workspace.
-    fn authorize(&self, session: &Session, headers: &mut HeaderMap) -> Result<(), AuthError> {
+    /// workspace and the request is not for an auth route: `/api/v1/auth/*` never
+    /// carries the workspace, whoever sends it (the adapter or `SessionManager::send`).
+    fn authorize(&self, session: &Session, request: &mut Request<Bytes>) -> Result<(), AuthError> {
+        let is_auth_route = request.uri().path().contains(AUTH_PREFIX);
+        let headers = request.headers_mut();
         headers.insert(AUTHORIZATION, bearer(&session.tokens)?);
-        if let Some(workspace) = Self::workspace_of(session) {
+        if let Some(workspace) = Self::workspace_of(session).filter(|_| !is_auth_route) {
             check_workspace(workspace)?;
             let value = HeaderValue::from_str(workspace)
                 .map_err(|_| AuthError::validation("workspace", "not a valid header value"))?;

@@ -227,8 +227,10 @@ fn exercise(h: &Harness) -> Result<(), TestCaseError> {
             prop_assert!(!text.contains(PASSWORD), "password leaked: {}", text);
         }
         for session in &sessions {
-            let mut headers = http::HeaderMap::new();
-            prop_assert!(p.authorize(session, &mut headers).is_ok());
+            let mut request = http::Request::get("/api/v1/links")
+                .body(bytes::Bytes::new())
+                .unwrap();
+            prop_assert!(p.authorize(session, &mut request).is_ok());
             prop_assert_eq!(session.dialect.as_str(), "linkutm");
             prop_assert_eq!(session.extra_str("workspace"), Some("acme"));
             let debug = format!("{session:?}");

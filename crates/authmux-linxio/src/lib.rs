@@ -203,7 +203,7 @@ impl LinxioProvider {
             }
         }
         let mut request = empty_request(Method::GET, &url)?;
-        self.authorize(session, request.headers_mut())?;
+        self.authorize(session, &mut request)?;
         let clock = &self.clock;
         let response = authmux_core::retry::send_with_retry(
             self.transport.as_ref(),
@@ -225,7 +225,7 @@ impl LinxioProvider {
         let mut request: Request<Bytes> =
             json_request(Method::POST, &endpoint(&self.config.url, at.path()), body)?;
         if let Some(session) = session {
-            self.authorize(session, request.headers_mut())?;
+            self.authorize(session, &mut request)?;
         }
         self.transport.send(request).await
     }

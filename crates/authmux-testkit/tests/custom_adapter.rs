@@ -208,7 +208,7 @@ impl AuthProvider for ToyProvider {
             &endpoint(&self.url, "/session"),
             &json!({ "renew": renew }),
         )?;
-        self.authorize(session, request.headers_mut())?;
+        self.authorize(session, &mut request)?;
         let response = self.transport.send(request).await?;
         if response.status() != StatusCode::NO_CONTENT {
             return Err(self.error(&response, AuthError::Unauthorized { message: None }));
@@ -217,7 +217,7 @@ impl AuthProvider for ToyProvider {
     }
     async fn current_user(&self, session: &Session) -> Result<UserProfile, AuthError> {
         let mut request = wire::empty_request(Method::GET, &endpoint(&self.url, "/whoami"))?;
-        self.authorize(session, request.headers_mut())?;
+        self.authorize(session, &mut request)?;
         let response = self.transport.send(request).await?;
         if response.status() != StatusCode::OK {
             return Err(self.error(&response, AuthError::Unauthorized { message: None }));
