@@ -394,15 +394,11 @@ async fn otp(profile: &Profile, code: &str, password_stdin: bool) -> Result<(), 
     {
         Ok(session) => session,
         Err(error) => {
-            let mut failure = Failure::from(error.clone());
-            if matches!(error, AuthError::InvalidOtp | AuthError::Validation { .. }) {
-                failure.message = format!(
-                    "{}; the sign-in is still waiting: run {} again",
-                    failure.message,
-                    profile.command("otp CODE")
-                );
-            }
-            return Err(failure);
+            return Err(still_waiting(
+                error,
+                "sign-in",
+                &profile.command("otp CODE"),
+            ));
         }
     };
     let email = challenge.email.clone();
@@ -780,15 +776,11 @@ async fn signup_verify(profile: &Profile, code: &str) -> Result<(), Failure> {
     {
         Ok(session) => session,
         Err(error) => {
-            let mut failure = Failure::from(error.clone());
-            if matches!(error, AuthError::InvalidOtp | AuthError::Validation { .. }) {
-                failure.message = format!(
-                    "{}; the signup is still waiting: run {} again",
-                    failure.message,
-                    profile.command("signup-verify CODE")
-                );
-            }
-            return Err(failure);
+            return Err(still_waiting(
+                error,
+                "signup",
+                &profile.command("signup-verify CODE"),
+            ));
         }
     };
     let store = profile.store()?;
@@ -957,4 +949,17 @@ async fn oauth_complete(
         .sign_in_with(session.clone())
         .await?;
     finish_sign_in(profile, &config, &store, &session, None, "signed in").await
+}
+
+/// A rejected one-time code: the error, with a hint that the pending step (kept on
+/// disk) can be finished with `command` once more.
+fn still_waiting(error: AuthError, what: &str, command: &str) -> Failure {
+    let mut failure = Failure::from(error.clone());
+    if matches!(error, AuthError::InvalidOtp | AuthError::Validation { .. }) {
+        failure.message = format!(
+            "{}; the {what} is still waiting: run {command} again",
+            failure.message
+        );
+    }
+    failure
 }
