@@ -17,6 +17,9 @@
 //!   starting another. So N concurrent callers cause one refresh request, and no
 //!   failure outlives the callers that were waiting for it.
 //!
+//! The refresh itself runs in a spawned tokio task (the manager needs a tokio runtime),
+//! so cancelling a caller never cancels a refresh half-way.
+//!
 //! Across processes, the pipeline takes the store's lock and re-reads the store before
 //! refreshing: if another process already refreshed, its tokens are adopted and the
 //! (rotated) refresh token is never sent twice.
@@ -129,7 +132,8 @@ struct Inner {
     /// Process-unique identity for the per-thread caches.
     id: u64,
     state: Mutex<State>,
-    gate: tokio::sync::Mutex<()>,
+    /// Held by whoever changes the session: the refresh owner, sign-in, sign-out.
+    gate: Arc<tokio::sync::Mutex<()>>,
     /// Completed pipeline runs (refreshes, sign-ins, sign-outs).
     completed: AtomicU64,
     /// The result of the last completed run, for callers that waited for it.
@@ -241,7 +245,7 @@ impl ManagerBuilder {
                 hot: ArcSwapOption::empty(),
                 generation: AtomicU64::new(0),
                 id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
-                gate: tokio::sync::Mutex::new(()),
+                gate: Arc::new(tokio::sync::Mutex::new(())),
                 completed: AtomicU64::new(0),
                 last: Mutex::new(None),
                 events,
@@ -519,7 +523,7 @@ impl SessionManager {
     /// The one refresh pipeline (single flight).
     async fn refresh_pipeline(&self, observed: u64, reason: Reason) -> Result<Session, AuthError> {
         let mut done = self.inner.done.subscribe();
-        let _gate = loop {
+        let gate = loop {
             if let Some(result) = self.result_since(observed) {
                 // A refresh (or sign-in/out) completed after we looked: share its result.
                 return result;
@@ -528,7 +532,7 @@ impl SessionManager {
             // completes and wakes every waiter at once (no queueing through the gate).
             tokio::select! {
                 biased;
-                guard = self.inner.gate.lock() => break guard,
+                guard = Arc::clone(&self.inner.gate).lock_owned() => break guard,
                 changed = done.wait_for(|completed| *completed != observed) => {
                     if changed.is_err() {
                         return Err(AuthError::NotSignedIn);
@@ -539,9 +543,28 @@ impl SessionManager {
         if let Some(result) = self.result_since(observed) {
             return result;
         }
-        let result = self.refresh_owned(reason).await;
-        self.complete_run(result.clone());
-        result
+        // The refresh runs in its own task, holding the gate: if this caller is
+        // cancelled (a timeout, a dropped future), the refresh still completes, its
+        // answer (perhaps a rotated refresh token the server will never accept again) is
+        // kept, and every caller waiting for it gets it. If the task dies anyway (a
+        // panicking provider, a runtime shutting down), `Unfinished` puts the lifecycle
+        // back so the next call can try again.
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let _gate = gate;
+            let mut unfinished = Unfinished {
+                manager: &me,
+                armed: true,
+            };
+            let result = me.refresh_owned(reason).await;
+            unfinished.armed = false;
+            me.complete_run(result.clone());
+            result
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(_) => Err(refresh_did_not_complete()),
+        }
     }
 
     /// The result of the last completed run, if one completed since `observed`.
@@ -848,6 +871,46 @@ impl SessionManager {
             Ok(()) => lock(&self.inner.state).version = None,
             Err(error) => tracing::error!(%error, "could not clear the session store"),
         }
+    }
+}
+
+/// The error of a refresh whose task ended without an answer (transient: the session
+/// is kept and the next call tries again).
+fn refresh_did_not_complete() -> AuthError {
+    AuthError::Transport {
+        kind: crate::error::TransportErrorKind::Io,
+        source: Some(Arc::new(std::io::Error::other(
+            "the refresh did not complete",
+        ))),
+    }
+}
+
+/// Armed while a refresh runs; if it is dropped armed (the refresh's task panicked or
+/// was torn down), it ends the refresh in the lifecycle as a transient failure and
+/// wakes the waiters, so the session is never left stuck "refreshing".
+struct Unfinished<'a> {
+    manager: &'a SessionManager,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let manager = self.manager;
+        let error = refresh_did_not_complete();
+        let now = manager.inner.clock.now();
+        for action in manager.step(Input::RefreshFailed {
+            error: error.clone(),
+            now,
+        }) {
+            // A transient failure changes no store; only events remain to be sent.
+            if let Action::Emit(event) = action {
+                let _ = manager.inner.events.send(event);
+            }
+        }
+        manager.complete_run(Err(error));
     }
 }
 

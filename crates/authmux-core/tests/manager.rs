@@ -400,3 +400,103 @@ async fn a_failed_save_at_sign_in_is_reported_and_the_session_still_works() {
     // Nothing is lost: the session is live in memory.
     assert!(manager.access_token().await.is_ok());
 }
+
+#[tokio::test]
+async fn a_caller_cancelled_during_a_refresh_does_not_break_the_session() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let mut provider = Scripted::new(clock.clone());
+    provider.refresh_delay = Duration::from_millis(50);
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .clock(clock.clone())
+        .build();
+    login(&manager).await;
+    let before = manager.access_token().await.unwrap();
+    // The caller gives up while its refresh is in flight (a timeout, a dropped future).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), manager.refresh())
+            .await
+            .is_err()
+    );
+    // The refresh it started goes on; a new caller joins it rather than starting
+    // another, and gets its (rotated) answer.
+    let after = manager.refresh().await.unwrap();
+    assert_ne!(after, before);
+    assert_eq!(manager.access_token().await.unwrap(), after);
+    // And the session keeps working: the next refresh uses the new refresh token.
+    manager.refresh().await.unwrap();
+    let record = provider.record();
+    assert_eq!(record.refresh_calls, 2);
+    assert_eq!(
+        record.spent_presented, 0,
+        "the rotated refresh token was sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_that_panics_leaves_the_session_usable() {
+    /// Panics on its first refresh, then behaves.
+    #[derive(Debug)]
+    struct PanicsOnce(Scripted, std::sync::atomic::AtomicBool);
+    #[authmux_core::async_trait]
+    impl authmux_core::AuthProvider for PanicsOnce {
+        fn dialect(&self) -> &str {
+            self.0.dialect()
+        }
+        fn base_url(&self) -> &url::Url {
+            self.0.base_url()
+        }
+        fn capabilities(&self) -> authmux_core::Capabilities {
+            self.0.capabilities()
+        }
+        fn transport(&self) -> Arc<dyn authmux_core::Transport> {
+            self.0.transport()
+        }
+        async fn login(&self, c: &Credentials) -> Result<authmux_core::LoginOutcome, AuthError> {
+            self.0.login(c).await
+        }
+        async fn verify_otp(
+            &self,
+            ch: &authmux_core::OtpChallenge,
+            code: &authmux_core::OtpCode,
+        ) -> Result<authmux_core::Session, AuthError> {
+            self.0.verify_otp(ch, code).await
+        }
+        async fn refresh(
+            &self,
+            s: &authmux_core::Session,
+        ) -> Result<authmux_core::Session, AuthError> {
+            assert!(
+                self.1.swap(true, std::sync::atomic::Ordering::SeqCst),
+                "provider bug"
+            );
+            self.0.refresh(s).await
+        }
+        async fn logout(
+            &self,
+            s: &authmux_core::Session,
+        ) -> Result<authmux_core::LogoutOutcome, AuthError> {
+            self.0.logout(s).await
+        }
+        async fn current_user(
+            &self,
+            s: &authmux_core::Session,
+        ) -> Result<authmux_core::UserProfile, AuthError> {
+            self.0.current_user(s).await
+        }
+    }
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let provider = PanicsOnce(Scripted::new(clock.clone()), Default::default());
+    let manager = SessionManager::builder(Arc::new(provider))
+        .clock(clock.clone())
+        .build();
+    login(&manager).await;
+    let err = manager.refresh().await.unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "a refresh that never answered is transient: {err:?}"
+    );
+    assert!(manager.session().is_some());
+    // The next refresh runs normally.
+    manager.refresh().await.unwrap();
+    assert!(manager.access_token().await.is_ok());
+}
