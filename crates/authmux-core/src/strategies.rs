@@ -145,6 +145,11 @@ pub enum LifecycleOp {
     },
     /// An explicit refresh.
     Refresh,
+    /// `callers` concurrent refreshes whose callers give up (are cancelled) at once.
+    Cancelled {
+        /// How many at once.
+        callers: u8,
+    },
     /// Set how the provider answers the following refreshes.
     Answer(RefreshAnswer),
     /// Sign out.
@@ -170,6 +175,7 @@ pub fn lifecycle_op() -> impl Strategy<Value = LifecycleOp> {
         4 => (1u8..=8).prop_map(|callers| LifecycleOp::WantToken { callers }),
         2 => (1u8..=4).prop_map(|callers| LifecycleOp::Unauthorized { callers }),
         1 => Just(LifecycleOp::Refresh),
+        1 => (1u8..=4).prop_map(|callers| LifecycleOp::Cancelled { callers }),
         2 => refresh_answer().prop_map(LifecycleOp::Answer),
         1 => Just(LifecycleOp::SignOut),
         1 => Just(LifecycleOp::SignIn),

@@ -8,7 +8,9 @@
 //! - after logout or a definitive rejection, no token is handed out and the store is
 //!   empty;
 //! - a transient refresh failure never loses a still-valid session;
-//! - sessions round-trip through serde, and `Debug` of a session shows no secret.
+//! - sessions round-trip through serde, and `Debug` of a session shows no secret;
+//! - callers cancelled mid-refresh never leave the session stuck (every later call
+//!   still gets a token or a typed, expected error).
 
 mod support;
 
@@ -251,6 +253,23 @@ fn run_script(script: Vec<LifecycleOp>) -> Result<(), TestCaseError> {
                     }
                 }
                 LifecycleOp::Refresh => results.push(manager.refresh().await),
+                LifecycleOp::Cancelled { callers } => {
+                    let tasks: Vec<_> = (0..callers)
+                        .map(|_| {
+                            let m = manager.clone();
+                            tokio::spawn(async move { m.refresh().await })
+                        })
+                        .collect();
+                    tokio::task::yield_now().await;
+                    for task in &tasks {
+                        task.abort();
+                    }
+                    for task in tasks {
+                        if let Ok(result) = task.await {
+                            results.push(result);
+                        }
+                    }
+                }
                 LifecycleOp::Answer(a) => provider.script([a]),
                 LifecycleOp::SignOut => {
                     let _ = manager.logout().await;
