@@ -563,7 +563,7 @@ impl SessionManager {
         });
         match task.await {
             Ok(result) => result,
-            Err(_) => Err(refresh_did_not_complete()),
+            Err(_) => Err(did_not_complete("the refresh")),
         }
     }
 
@@ -767,24 +767,29 @@ impl SessionManager {
 
     /// Ends the session: locally at once (store cleared, event sent), then on the server
     /// when the dialect can. The local session is gone even if the server call fails;
-    /// that failure is returned so the caller knows the server was not told.
+    /// that failure is returned so the caller knows the server was not told. Once it
+    /// has started, a cancelled caller does not stop it: the store is still cleared and
+    /// the server still told.
     pub async fn logout(&self) -> Result<LogoutOutcome, AuthError> {
-        let session = {
-            let _gate = self.inner.gate.lock().await;
-            let session = self.session();
-            let actions = {
-                let mut state = lock(&self.inner.state);
-                state.challenge = None;
-                let actions = state.lifecycle.step(Input::SignOut);
-                self.publish_hot(&state.lifecycle);
-                actions
-            };
-            self.perform(actions).await;
-            self.complete_run(Err(AuthError::NotSignedIn));
-            session
+        let gate = Arc::clone(&self.inner.gate).lock_owned().await;
+        let session = self.session();
+        let actions = {
+            let mut state = lock(&self.inner.state);
+            state.challenge = None;
+            let actions = state.lifecycle.step(Input::SignOut);
+            self.publish_hot(&state.lifecycle);
+            actions
         };
-        let session = session.ok_or(AuthError::NotSignedIn)?;
-        self.inner.provider.logout(&session).await
+        self.complete_run(Err(AuthError::NotSignedIn));
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            me.perform(actions).await;
+            drop(gate);
+            let session = session.ok_or(AuthError::NotSignedIn)?;
+            me.inner.provider.logout(&session).await
+        });
+        task.await
+            .unwrap_or_else(|_| Err(did_not_complete("the logout")))
     }
 
     // ----- driving the machine -------------------------------------------------
@@ -874,14 +879,14 @@ impl SessionManager {
     }
 }
 
-/// The error of a refresh whose task ended without an answer (transient: the session
-/// is kept and the next call tries again).
-fn refresh_did_not_complete() -> AuthError {
+/// The error of a task (a refresh, a logout) that ended without an answer. Transient:
+/// after a refresh the session is kept and the next call tries again.
+fn did_not_complete(what: &str) -> AuthError {
     AuthError::Transport {
         kind: crate::error::TransportErrorKind::Io,
-        source: Some(Arc::new(std::io::Error::other(
-            "the refresh did not complete",
-        ))),
+        source: Some(Arc::new(std::io::Error::other(format!(
+            "{what} did not complete"
+        )))),
     }
 }
 
@@ -899,7 +904,7 @@ impl Drop for Unfinished<'_> {
             return;
         }
         let manager = self.manager;
-        let error = refresh_did_not_complete();
+        let error = did_not_complete("the refresh");
         let now = manager.inner.clock.now();
         for action in manager.step(Input::RefreshFailed {
             error: error.clone(),

@@ -500,3 +500,30 @@ async fn a_refresh_that_panics_leaves_the_session_usable() {
     manager.refresh().await.unwrap();
     assert!(manager.access_token().await.is_ok());
 }
+
+#[tokio::test]
+async fn a_cancelled_logout_still_ends_the_session_here_and_on_the_server() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let mut provider = Scripted::new(clock.clone());
+    provider.logout_delay = Duration::from_millis(50);
+    let store = MemoryStore::new();
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store.clone())
+        .clock(clock)
+        .build();
+    login(&manager).await;
+    // The caller gives up while the server is answering the logout.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), manager.logout())
+            .await
+            .is_err()
+    );
+    assert!(store.load().await.unwrap().is_none());
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::NotSignedIn)
+    ));
+    // The server call goes on and revokes the session there too.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(provider.record().logouts, 1);
+}

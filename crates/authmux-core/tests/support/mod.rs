@@ -49,6 +49,8 @@ pub struct Scripted {
     pub lifetime: Option<Duration>,
     pub can_refresh: bool,
     pub refresh_delay: Duration,
+    /// How long the server takes to answer a logout.
+    pub logout_delay: Duration,
     /// The resource server answers 401 to everything.
     pub api_always_401: Arc<std::sync::atomic::AtomicBool>,
     pub record: Arc<Mutex<Record>>,
@@ -63,6 +65,7 @@ impl Scripted {
             lifetime: Some(Duration::from_secs(900)),
             can_refresh: true,
             refresh_delay: Duration::from_millis(0),
+            logout_delay: Duration::from_millis(0),
             api_always_401: Arc::default(),
             record: Arc::default(),
             counter: Arc::default(),
@@ -214,6 +217,7 @@ impl AuthProvider for Scripted {
     }
 
     async fn logout(&self, session: &Session) -> Result<LogoutOutcome, AuthError> {
+        tokio::time::sleep(self.logout_delay).await;
         let mut record = self.record();
         record.logouts += 1;
         record
