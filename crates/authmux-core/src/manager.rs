@@ -70,7 +70,7 @@ impl Default for ManagerConfig {
 /// What the hot path reads: the session and until when its token is good to hand out.
 #[derive(Debug)]
 struct Hot {
-    session: Session,
+    session: Arc<Session>,
     fresh_until: Option<SystemTime>,
 }
 
@@ -427,7 +427,7 @@ impl SessionManager {
         if let Some(token) = self.cached_token() {
             return Ok(token);
         }
-        Ok(self.usable_session().await?.tokens.access)
+        Ok(self.usable_session().await?.tokens.access.clone())
     }
 
     /// The hot path: a thread-private copy of the current token, valid while the
@@ -481,24 +481,49 @@ impl SessionManager {
             .access)
     }
 
-    /// The current session, refreshed first when due.
-    pub async fn usable_session(&self) -> Result<Session, AuthError> {
+    /// The current session, whose token may be used now: refreshed first when due.
+    /// What an integration (a middleware, a proxy) authorizes a request with, through
+    /// [`AuthProvider::authorize`]; the hot path (a fresh token) takes no lock.
+    pub async fn usable_session(&self) -> Result<Arc<Session>, AuthError> {
         if let Some(hot) = self.inner.hot.load().as_ref()
             && hot
                 .fresh_until
                 .is_none_or(|until| self.inner.clock.now() < until)
         {
-            return Ok(hot.session.clone());
+            return Ok(Arc::clone(&hot.session));
         }
         let observed = self.inner.completed.load(Ordering::SeqCst);
         let actions = self.step(Input::TokenWanted {
             now: self.inner.clock.now(),
         });
         match self.perform(actions).await {
-            Next::Token => self.session().ok_or(AuthError::NotSignedIn),
-            Next::Refresh | Next::Start(_) => self.refresh_pipeline(observed, Reason::Due).await,
+            Next::Token => self.current_arc(),
+            Next::Refresh | Next::Start(_) => self
+                .refresh_pipeline(observed, Reason::Due)
+                .await
+                .map(Arc::new),
             Next::Fail(e) => Err(e),
         }
+    }
+
+    /// The published session, or [`AuthError::NotSignedIn`].
+    fn current_arc(&self) -> Result<Arc<Session>, AuthError> {
+        match self.inner.hot.load_full() {
+            Some(hot) => Ok(Arc::clone(&hot.session)),
+            None => self.session().map(Arc::new).ok_or(AuthError::NotSignedIn),
+        }
+    }
+
+    /// After the server answered 401 to a request authorized with `rejected` (a
+    /// session from [`SessionManager::usable_session`]): a session whose token differs,
+    /// because a refresh ran meanwhile (joined, never repeated) or runs now. At most
+    /// one refresh runs however many callers report the same rejected token. Replay
+    /// the request once with the returned session; a second 401 is final.
+    pub async fn session_after_unauthorized(
+        &self,
+        rejected: &Session,
+    ) -> Result<Arc<Session>, AuthError> {
+        self.after_unauthorized(rejected).await.map(Arc::new)
     }
 
     /// After the server answered 401 to a request made with `session`: a session whose
@@ -705,8 +730,10 @@ impl SessionManager {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let session = self.after_unauthorized(&session).await?;
-        let response = self.send_authorized(&request, &session, idempotent).await?;
+        let refreshed = self.after_unauthorized(&session).await?;
+        let response = self
+            .send_authorized(&request, &refreshed, idempotent)
+            .await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             return Err(AuthError::Unauthorized {
                 message: Some("rejected again after refreshing".into()),
@@ -722,7 +749,7 @@ impl SessionManager {
         idempotent: bool,
     ) -> Result<Response<Bytes>, AuthError> {
         let mut request = clone_request(request);
-        self.inner.provider.authorize(session, &mut request)?;
+        crate::provider::authorize_request(self.inner.provider.as_ref(), session, &mut request)?;
         let transport = self.inner.provider.transport();
         let clock = &self.inner.clock;
         send_with_retry(
@@ -744,7 +771,7 @@ impl SessionManager {
         Fut: Future<Output = Result<T, AuthError>>,
     {
         let session = self.usable_session().await?;
-        match call(session.clone()).await {
+        match call(Session::clone(&session)).await {
             Err(AuthError::Unauthorized { .. }) => {
                 let session = self.after_unauthorized(&session).await?;
                 call(session).await
@@ -806,7 +833,7 @@ impl SessionManager {
     fn publish_hot(&self, lifecycle: &Lifecycle) {
         let hot = match (lifecycle.phase(), lifecycle.session()) {
             (Phase::Active, Some(session)) => Some(Arc::new(Hot {
-                session: session.clone(),
+                session: Arc::new(session.clone()),
                 fresh_until: lifecycle.fresh_until(),
             })),
             _ => None,
@@ -944,15 +971,7 @@ fn resolve_against(
         return Ok(request);
     }
     let uri = request.uri();
-    let same_origin = uri.scheme_str() == Some(base.scheme())
-        && uri
-            .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            == base
-                .host_str()
-                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-        && uri.port_u16().or_else(|| default_port(uri.scheme_str()))
-            == base.port_or_known_default();
+    let same_origin = session.is_same_origin_uri(uri);
     if !same_origin {
         return Err(AuthError::InsecureTransport {
             reason: format!(
@@ -963,12 +982,4 @@ fn resolve_against(
         });
     }
     Ok(request)
-}
-
-fn default_port(scheme: Option<&str>) -> Option<u16> {
-    match scheme {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
-    }
 }

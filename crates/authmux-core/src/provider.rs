@@ -12,9 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::Request;
 use http::header::{AUTHORIZATION, HeaderValue};
+use http::{HeaderMap, Method, Request};
 use url::Url;
 
 use crate::error::AuthError;
@@ -94,14 +93,24 @@ pub trait AuthProvider: Send + Sync + fmt::Debug {
     /// The signed-in user.
     async fn current_user(&self, session: &Session) -> Result<UserProfile, AuthError>;
 
-    /// Adds the session's credentials to an outgoing request. The default sends
-    /// `Authorization: Bearer <access token>`; dialects add what else they need, and may
-    /// look at the request's URI to decide (LinkUTM sends its workspace header to API
-    /// routes but never to `/api/v1/auth/*`).
-    fn authorize(&self, session: &Session, request: &mut Request<Bytes>) -> Result<(), AuthError> {
-        request
-            .headers_mut()
-            .insert(AUTHORIZATION, bearer(&session.tokens)?);
+    /// Adds the session's credentials to the headers of an outgoing request to the
+    /// session's origin. The default sends `Authorization: Bearer <access token>`;
+    /// dialects add what else they need, and may look at the request's method and path
+    /// to decide (LinkUTM sends its workspace header to API routes but never to
+    /// `/api/v1/auth/*`).
+    ///
+    /// It sees only the method, the path and the headers, so every way of sending a
+    /// request (the manager's `send`, the reqwest middleware, the tower layer, a
+    /// streaming body) authorizes the same way. [`authorize_request`] applies it to a
+    /// whole `http::Request`.
+    fn authorize(
+        &self,
+        session: &Session,
+        target: RequestTarget<'_>,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AuthError> {
+        let _ = target;
+        headers.insert(AUTHORIZATION, bearer(&session.tokens)?);
         Ok(())
     }
 
@@ -147,6 +156,38 @@ pub fn bearer(tokens: &TokenSet) -> Result<HeaderValue, AuthError> {
         })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// What an authorized request is for: enough for a dialect to decide which credentials
+/// it carries (see [`AuthProvider::authorize`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTarget<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path (no query), e.g. `/items/articles`.
+    pub path: &'a str,
+}
+
+/// Authorizes a whole request: [`AuthProvider::authorize`] on its method, path and
+/// headers. The caller is responsible for sending it only to the session's origin
+/// (see [`Session::is_same_origin`]).
+pub fn authorize_request<B, P: AuthProvider + ?Sized>(
+    provider: &P,
+    session: &Session,
+    request: &mut Request<B>,
+) -> Result<(), AuthError> {
+    // Take the headers out (no allocation) so the method and path can be borrowed.
+    let mut headers = std::mem::take(request.headers_mut());
+    let result = provider.authorize(
+        session,
+        RequestTarget {
+            method: request.method(),
+            path: request.uri().path(),
+        },
+        &mut headers,
+    );
+    *request.headers_mut() = headers;
+    result
 }
 
 /// What a new account is created with.

@@ -70,6 +70,33 @@ impl Session {
         self.extras.get(key).and_then(Value::as_str)
     }
 
+    /// Whether `url` is on this session's origin (scheme, host and port), the only
+    /// place its credentials may be sent.
+    pub fn is_same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.base_url.origin()
+    }
+
+    /// Whether an absolute `uri` is on this session's origin (see
+    /// [`Session::is_same_origin`]). A relative URI (no scheme or host) is not.
+    pub fn is_same_origin_uri(&self, uri: &http::Uri) -> bool {
+        let base = &self.base_url;
+        let same_host = match (uri.host(), base.host_str()) {
+            (Some(a), Some(b)) => {
+                let a = a.trim_start_matches('[').trim_end_matches(']');
+                let b = b.trim_start_matches('[').trim_end_matches(']');
+                a.eq_ignore_ascii_case(b)
+            }
+            _ => false,
+        };
+        same_host
+            && uri.scheme_str() == Some(base.scheme())
+            && uri.port_u16().or_else(|| match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            }) == base.port_or_known_default()
+    }
+
     /// A copy of this session with new tokens (user and extras kept): what a refresh
     /// produces.
     #[must_use]

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use authmux_core::provider::{OAuth, OAuthProvider, PasswordReset};
+use authmux_core::provider::{OAuth, OAuthProvider, PasswordReset, authorize_request};
 use authmux_core::wire::{empty_request, endpoint, json_request};
 use authmux_core::{
     AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, LoginOutcome,
@@ -161,7 +161,7 @@ impl DirectusProvider {
             Some(body) => json_request(method, url, body)?,
             None => empty_request(method, url)?,
         };
-        self.authorize(session, &mut request)?;
+        authorize_request(self, session, &mut request)?;
         Ok(request)
     }
 

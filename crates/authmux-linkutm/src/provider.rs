@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use authmux_core::provider::bearer;
+use authmux_core::provider::{RequestTarget, bearer};
 use authmux_core::token::jwt_hint;
 use authmux_core::wire::{empty_request, endpoint, json_request};
 use authmux_core::{
@@ -38,7 +38,7 @@ use authmux_core::{
 };
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use http::{Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use serde::Serialize;
 use url::Url;
 
@@ -436,9 +436,13 @@ impl AuthProvider for LinkUtmProvider {
     /// `Authorization: Bearer <jwt>`, plus `x-workspace-id` when the session has a
     /// workspace and the request is not for an auth route: `/api/v1/auth/*` never
     /// carries the workspace, whoever sends it (the adapter or `SessionManager::send`).
-    fn authorize(&self, session: &Session, request: &mut Request<Bytes>) -> Result<(), AuthError> {
-        let is_auth_route = request.uri().path().contains(AUTH_PREFIX);
-        let headers = request.headers_mut();
+    fn authorize(
+        &self,
+        session: &Session,
+        target: RequestTarget<'_>,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AuthError> {
+        let is_auth_route = target.path.contains(AUTH_PREFIX);
         headers.insert(AUTHORIZATION, bearer(&session.tokens)?);
         if let Some(workspace) = Self::workspace_of(session).filter(|_| !is_auth_route) {
             check_workspace(workspace)?;

@@ -230,7 +230,9 @@ fn exercise(h: &Harness) -> Result<(), TestCaseError> {
             let mut request = http::Request::get("/api/v1/links")
                 .body(bytes::Bytes::new())
                 .unwrap();
-            prop_assert!(p.authorize(session, &mut request).is_ok());
+            prop_assert!(
+                authmux_core::provider::authorize_request(p, session, &mut request).is_ok()
+            );
             prop_assert_eq!(session.dialect.as_str(), "linkutm");
             prop_assert_eq!(session.extra_str("workspace"), Some("acme"));
             let debug = format!("{session:?}");

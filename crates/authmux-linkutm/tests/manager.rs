@@ -120,17 +120,17 @@ async fn the_workspace_header_reaches_api_calls_but_never_auth_calls() {
     assert_eq!(LinkUtmProvider::workspace_of(&other), Some("other-team"));
     let api = |path: &str| http::Request::get(path).body(bytes::Bytes::new()).unwrap();
     let mut request = api("https://x.example/api/v1/links");
-    rig.provider.authorize(&other, &mut request).unwrap();
+    authmux_core::provider::authorize_request(rig.provider.as_ref(), &other, &mut request).unwrap();
     assert_eq!(request.headers()["x-workspace-id"], "other-team");
     // An auth route never carries it, even when a caller sends it through the manager.
     let mut request = api("https://x.example/api/v1/auth/profile");
-    rig.provider.authorize(&other, &mut request).unwrap();
+    authmux_core::provider::authorize_request(rig.provider.as_ref(), &other, &mut request).unwrap();
     assert!(!request.headers().contains_key("x-workspace-id"));
     assert!(request.headers().contains_key("authorization"));
     assert!(LinkUtmProvider::session_in_workspace(&session, Some("bad id")).is_err());
     let none = LinkUtmProvider::session_in_workspace(&session, None).unwrap();
     let mut request = api("https://x.example/api/v1/links");
-    rig.provider.authorize(&none, &mut request).unwrap();
+    authmux_core::provider::authorize_request(rig.provider.as_ref(), &none, &mut request).unwrap();
     assert!(!request.headers().contains_key("x-workspace-id"));
 }
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use authmux_core::provider::authorize_request;
 use authmux_core::wire::{empty_request, endpoint, json_request};
 use authmux_core::{
     AuthError, AuthProvider, Capabilities, ClientOptions, Clock, Credentials, LoginOutcome,
@@ -203,7 +204,7 @@ impl LinxioProvider {
             }
         }
         let mut request = empty_request(Method::GET, &url)?;
-        self.authorize(session, &mut request)?;
+        authorize_request(self, session, &mut request)?;
         let clock = &self.clock;
         let response = authmux_core::retry::send_with_retry(
             self.transport.as_ref(),
@@ -225,7 +226,7 @@ impl LinxioProvider {
         let mut request: Request<Bytes> =
             json_request(Method::POST, &endpoint(&self.config.url, at.path()), body)?;
         if let Some(session) = session {
-            self.authorize(session, &mut request)?;
+            authorize_request(self, session, &mut request)?;
         }
         self.transport.send(request).await
     }

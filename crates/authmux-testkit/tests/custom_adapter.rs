@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use authmux_core::provider::authorize_request;
 use authmux_core::transport::Transport;
 use authmux_core::wire::{self, endpoint, json_request, loose_json, parse_json};
 use authmux_core::{
@@ -208,7 +209,7 @@ impl AuthProvider for ToyProvider {
             &endpoint(&self.url, "/session"),
             &json!({ "renew": renew }),
         )?;
-        self.authorize(session, &mut request)?;
+        authorize_request(self, session, &mut request)?;
         let response = self.transport.send(request).await?;
         if response.status() != StatusCode::NO_CONTENT {
             return Err(self.error(&response, AuthError::Unauthorized { message: None }));
@@ -217,7 +218,7 @@ impl AuthProvider for ToyProvider {
     }
     async fn current_user(&self, session: &Session) -> Result<UserProfile, AuthError> {
         let mut request = wire::empty_request(Method::GET, &endpoint(&self.url, "/whoami"))?;
-        self.authorize(session, &mut request)?;
+        authorize_request(self, session, &mut request)?;
         let response = self.transport.send(request).await?;
         if response.status() != StatusCode::OK {
             return Err(self.error(&response, AuthError::Unauthorized { message: None }));
