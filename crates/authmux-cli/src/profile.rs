@@ -17,7 +17,6 @@
 //! cannot be read is reported and never overwritten or removed.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use authmux::{FileStore, ProviderConfig};
@@ -266,24 +265,11 @@ fn make_private_dir(dir: &Path) -> Result<(), Failure> {
 
 /// Writes `bytes` to a new 0600 file next to `path`, flushes it, and renames it over
 /// `path`: readers see the old or the new content, never half of one.
+/// Writes a profile file through the core's one atomic private writer (exclusive random
+/// temp file, 0600, file and folder flushed).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Failure::no_session(format!("cannot write {}: {e}", path.display()))
-    })
+    authmux::store::write_private(path, bytes)
+        .map_err(|e| Failure::no_session(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -1,12 +1,6 @@
-//! Session stores: [`SessionStore`] (load, save, delete, compare-and-swap on a version,
-//! and an exclusive lock for refreshes shared between processes), [`MemoryStore`] and
-//! [`FileStore`].
-//!
-//! A store holds one session (one profile). Every write bumps a version number;
-//! [`SessionStore::compare_and_swap`] writes only if the version is still the one the
-//! caller read, so two processes sharing a file cannot silently overwrite each other.
+//! [`FileStore`]: a session store in one JSON file, shared safely by processes, and
+//! the one atomic private-file writer ([`write_private`]) everything on disk uses.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,143 +8,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::{SessionStore, StoreLock, Swap, Versioned};
 use crate::error::AuthError;
 use crate::session::{SESSION_FORMAT, Session};
-
-/// A stored session and its version.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned {
-    /// Incremented on every write.
-    pub version: u64,
-    /// The session.
-    pub session: Session,
-}
-
-/// The result of a compare-and-swap.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Swap {
-    /// Written; the new version (0 after a delete).
-    Done(u64),
-    /// Not written: the store held something else. Here is what it holds.
-    Conflict(Option<Box<Versioned>>),
-}
-
-/// Held while a process refreshes a shared session; dropping it releases the lock.
-pub struct StoreLock(
-    #[allow(dead_code, reason = "held for its Drop")] Option<Box<dyn Send + Sync>>,
-);
-
-impl StoreLock {
-    /// A lock that locks nothing (stores used by one process only).
-    pub fn none() -> Self {
-        StoreLock(None)
-    }
-
-    /// A lock released when `guard` is dropped.
-    pub fn new(guard: impl Send + Sync + 'static) -> Self {
-        StoreLock(Some(Box::new(guard)))
-    }
-}
-
-impl fmt::Debug for StoreLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "StoreLock(held)"
-        } else {
-            "StoreLock(none)"
-        })
-    }
-}
-
-/// Where sessions are kept between calls and processes.
-#[async_trait]
-pub trait SessionStore: Send + Sync + fmt::Debug {
-    /// The stored session, if any. A corrupt store is an error, never `None`.
-    async fn load(&self) -> Result<Option<Versioned>, AuthError>;
-
-    /// Writes `new` (or deletes, with `None`) only if the store's current version is
-    /// `expected` (`None`: the store must be empty).
-    async fn compare_and_swap(
-        &self,
-        expected: Option<u64>,
-        new: Option<&Session>,
-    ) -> Result<Swap, AuthError>;
-
-    /// Writes unconditionally; returns the new version.
-    async fn save(&self, session: &Session) -> Result<u64, AuthError> {
-        loop {
-            let current = self.load().await?.map(|v| v.version);
-            if let Swap::Done(v) = self.compare_and_swap(current, Some(session)).await? {
-                return Ok(v);
-            }
-        }
-    }
-
-    /// Deletes unconditionally.
-    async fn delete(&self) -> Result<(), AuthError> {
-        loop {
-            let Some(current) = self.load().await?.map(|v| v.version) else {
-                return Ok(());
-            };
-            if let Swap::Done(_) = self.compare_and_swap(Some(current), None).await? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Takes the store's exclusive lock, which a process holds from reading the session
-    /// to saving its refreshed tokens, so that two processes never refresh with the same
-    /// (rotating) token. The default locks nothing, which is right for stores used by
-    /// one process.
-    async fn lock(&self) -> Result<StoreLock, AuthError> {
-        Ok(StoreLock::none())
-    }
-}
-
-/// A store in memory, for one process. Clones share the same slot.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryStore {
-    slot: Arc<Mutex<(u64, Option<Session>)>>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl SessionStore for MemoryStore {
-    async fn load(&self) -> Result<Option<Versioned>, AuthError> {
-        let slot = self.slot.lock().await;
-        Ok(slot.1.clone().map(|session| Versioned {
-            version: slot.0,
-            session,
-        }))
-    }
-
-    async fn compare_and_swap(
-        &self,
-        expected: Option<u64>,
-        new: Option<&Session>,
-    ) -> Result<Swap, AuthError> {
-        let mut slot = self.slot.lock().await;
-        let current = slot.1.as_ref().map(|_| slot.0);
-        if current != expected {
-            let current = slot.1.clone().map(|session| {
-                Box::new(Versioned {
-                    version: slot.0,
-                    session,
-                })
-            });
-            return Ok(Swap::Conflict(current));
-        }
-        slot.0 += 1;
-        slot.1 = new.cloned();
-        Ok(Swap::Done(if new.is_some() { slot.0 } else { 0 }))
-    }
-}
 
 /// The on-disk envelope of a [`FileStore`].
 #[derive(Serialize, Deserialize)]
@@ -230,39 +90,17 @@ impl FileStore {
     }
 
     fn write_sync(path: &Path, envelope: &Envelope) -> Result<(), AuthError> {
-        use std::io::Write;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        create_private_dir(dir)?;
         let bytes = serde_json::to_vec_pretty(envelope)
             .map_err(|e| AuthError::store("cannot encode session", e))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.{:x}.tmp",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let result = (|| {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        result.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            AuthError::store(format!("cannot write {}", path.display()), e)
-        })
+        write_private(path, &bytes)
+            .map_err(|e| AuthError::store(format!("cannot write {}", path.display()), e))
     }
 
     fn remove_sync(path: &Path) -> Result<(), AuthError> {
         match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
+            Ok(()) => sync_parent(path).map_err(|e| {
+                AuthError::store(format!("cannot sync after removing {}", path.display()), e)
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(AuthError::store(
                 format!("cannot remove {}", path.display()),
@@ -357,4 +195,66 @@ fn os_lock(path: &Path) -> Result<std::fs::File, AuthError> {
     file.lock()
         .map_err(|e| AuthError::store(format!("cannot lock {}", path.display()), e))?;
     Ok(file)
+}
+
+/// Writes `bytes` to `path` atomically and privately: to an exclusive temporary file
+/// with a random name in the same folder (created with `O_EXCL`, mode 0600, never
+/// following a planted symlink), flushed to disk, renamed over `path`, then the folder
+/// itself is flushed so the rename survives a crash. A reader sees the old content or
+/// the new, never half. Missing folders are created 0700.
+///
+/// Every file authmux keeps on disk (sessions, profiles, pending challenges) is written
+/// through this one function.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = parent_of(path);
+    create_private_dir(dir).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!(
+        ".{}.{:016x}{:016x}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        fastrand::u64(..),
+        fastrand::u64(..)
+    ));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The folder `path` lives in (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Flushes the folder holding `path`, so a rename or removal in it is durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    sync_dir(parent_of(path))
+}
+
+/// Flushes a folder's entries to disk (Unix; a no-op elsewhere, where folders cannot
+/// be opened as files).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
