@@ -186,6 +186,9 @@ pub enum Input {
     RefreshSucceeded {
         /// The refreshed session.
         session: Session,
+        /// The current time: a token already expired on arrival is kept (its refresh
+        /// token may be the only live one) but never handed out.
+        now: SystemTime,
         /// Jitter draw for the refresh window.
         jitter: f64,
     },
@@ -196,13 +199,20 @@ pub enum Input {
         /// The current time.
         now: SystemTime,
     },
-    /// Another process stored a newer session (read after taking the store lock).
+    /// Another process stored a newer session (read after taking the store lock, or
+    /// found when a write lost its compare-and-swap).
     Adopt {
         /// The stored session.
         session: Session,
+        /// The current time: an expired access token is adopted (for its refresh
+        /// token) but not handed out.
+        now: SystemTime,
         /// Jitter draw for the refresh window.
         jitter: f64,
     },
+    /// The shared store was emptied by another process (a sign-out elsewhere): the
+    /// session ends here too, without touching the store.
+    EndedElsewhere,
     /// The user signs out (the server call, if any, is the driver's business).
     SignOut,
 }
@@ -391,7 +401,11 @@ impl Lifecycle {
                 self.phase = Phase::Refreshing;
                 vec![Action::StartRefresh(session.clone())]
             }
-            Input::RefreshSucceeded { session, jitter } => {
+            Input::RefreshSucceeded {
+                session,
+                now,
+                jitter,
+            } => {
                 if self.phase != Phase::Refreshing {
                     // Signed out (or restarted) while the refresh was in flight: drop it.
                     return vec![Action::Fail(self.no_session_error())];
@@ -408,11 +422,18 @@ impl Lifecycle {
                 }
                 let expires_at = session.tokens.expires_at;
                 let token = session.tokens.access.clone();
+                let expired = session.tokens.is_expired_at(now);
                 self.install(session.clone(), jitter);
                 vec![
                     Action::Persist(session),
                     Action::Emit(SessionEvent::Refreshed { expires_at }),
-                    Action::HandOut(token),
+                    if expired {
+                        // Kept (the new refresh token may be the only live one), never
+                        // handed out; the next call decides again.
+                        Action::Fail(expired_on_arrival())
+                    } else {
+                        Action::HandOut(token)
+                    },
                 ]
             }
             Input::RefreshFailed { error, now } => {
@@ -454,7 +475,11 @@ impl Lifecycle {
                     }
                 }
             }
-            Input::Adopt { session, jitter } => {
+            Input::Adopt {
+                session,
+                now,
+                jitter,
+            } => {
                 if let Some(old) = self
                     .session
                     .as_ref()
@@ -465,8 +490,25 @@ impl Lifecycle {
                     self.spent.insert(old.fingerprint());
                 }
                 let token = session.tokens.access.clone();
+                let expired = session.tokens.is_expired_at(now);
                 self.install(session, jitter);
-                vec![Action::Emit(SessionEvent::Adopted), Action::HandOut(token)]
+                let mut actions = vec![Action::Emit(SessionEvent::Adopted)];
+                if !expired {
+                    actions.push(Action::HandOut(token));
+                }
+                actions
+            }
+            Input::EndedElsewhere => {
+                if let Some(old) = self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.tokens.refresh.as_ref())
+                {
+                    self.spent.insert(old.fingerprint());
+                }
+                let mut actions = self.end(Phase::SignedOut);
+                actions.retain(|a| !matches!(a, Action::ClearStore));
+                actions
             }
             Input::SignOut => {
                 if let Some(old) = self
@@ -505,6 +547,15 @@ impl Lifecycle {
             return actions;
         }
         vec![Action::HandOut(session.tokens.access.clone())]
+    }
+}
+
+/// The error for a token that was already expired when it arrived (a zero lifetime, or
+/// an absolute expiry from a server whose clock is behind): typed and transient, never a
+/// loop and never an expired token.
+pub fn expired_on_arrival() -> AuthError {
+    AuthError::Protocol {
+        message: "the server issued an access token that was already expired on arrival".into(),
     }
 }
 
@@ -604,6 +655,7 @@ mod tests {
         ));
         let actions = m.step(Input::RefreshSucceeded {
             session: session("a2", Some("r2"), 850, 900),
+            now: t(850),
             jitter: 0.0,
         });
         assert_eq!(handed_out(&actions), Some("a2"));
@@ -711,6 +763,7 @@ mod tests {
         });
         m.step(Input::RefreshSucceeded {
             session: session("a2", Some("r2"), 10, 900),
+            now: t(10),
             jitter: 0.0,
         });
         assert_eq!(

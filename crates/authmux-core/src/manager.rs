@@ -20,14 +20,34 @@
 //! The refresh itself runs in a spawned tokio task (the manager needs a tokio runtime),
 //! so cancelling a caller never cancels a refresh half-way.
 //!
-//! Across processes, the pipeline takes the store's lock and re-reads the store before
-//! refreshing: if another process already refreshed, its tokens are adopted and the
-//! (rotated) refresh token is never sent twice.
+//! Across processes (the [store contract](crate::store)):
+//! - The pipeline takes the store's refresh lock (waiting at most
+//!   [`ManagerConfig::store_lock_timeout`]) and re-reads the store before refreshing:
+//!   if another process already refreshed, its tokens are adopted and the (rotated)
+//!   refresh token is never sent twice. If the lock stays busy, the store is re-read
+//!   and what another process wrote is adopted; the manager never refreshes without the
+//!   lock. While the current token is still valid, nobody waits for another process's
+//!   lock: the valid token is handed out.
+//! - A compare-and-swap conflict is never settled by overwriting: an emptied store
+//!   means "signed out elsewhere" and ends the session here; another session means
+//!   "refreshed or signed in elsewhere" and is adopted. A sign-in (login, OTP,
+//!   hydration) replaces whatever is stored.
+//! - A refreshed session that could not be saved stays "dirty": the manager keeps the
+//!   store's refresh lock (so no other process can send the refresh token it just spent),
+//!   retries the save on the next calls and before any later refresh, and
+//!   [`SessionManager::refresh`] and [`SessionManager::flush`] return the error.
+//! - Waiters never take another run's session as-is: after a run completes they decide
+//!   again from the current state, so an expired token or a session of another sign-in
+//!   ([`Session::lineage`]) is never handed to them.
+//!
+//! The manager needs a tokio runtime for everything but the hot path; called outside
+//! one, its methods return [`AuthError::Unsupported`] before changing anything.
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -43,7 +63,7 @@ use crate::secret::{AccessToken, Fingerprint, OtpCode};
 use crate::session::{
     Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, Session, UserProfile,
 };
-use crate::store::{MemoryStore, SessionStore, Swap};
+use crate::store::{MemoryStore, SessionStore, StoreLock, Swap, Versioned};
 use crate::token::TokenSet;
 
 /// Settings of a [`SessionManager`].
@@ -55,6 +75,14 @@ pub struct ManagerConfig {
     pub retry: RetryPolicy,
     /// How many events a slow subscriber may fall behind before it misses some.
     pub event_capacity: usize,
+    /// How long a refresh waits for the store's refresh lock held by another process
+    /// before re-reading the store and adopting what it holds (or failing with
+    /// [`AuthError::Store`]). Default 35 s: a few seconds beyond the default request
+    /// timeout, so a peer's refresh that is merely slow is waited for.
+    pub store_lock_timeout: Duration,
+    /// The deadline of one [`SessionManager::send`] call, everything included (the
+    /// request, its retries, a refresh after 401 and the replay). Default 90 s.
+    pub send_timeout: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -63,6 +91,8 @@ impl Default for ManagerConfig {
             refresh_window: RefreshWindow::default(),
             retry: RetryPolicy::default(),
             event_capacity: 64,
+            store_lock_timeout: Duration::from_secs(35),
+            send_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -81,6 +111,11 @@ struct State {
     version: Option<u64>,
     /// A login waiting for its one-time code.
     challenge: Option<OtpChallenge>,
+    /// The store's refresh lock, kept while the session is dirty (refreshed but not
+    /// saved), so no other process refreshes with the token this one spent.
+    dirty_lock: Option<StoreLock>,
+    /// The session a step just ended, for clearing it (and only it) from the store.
+    ended: Option<Session>,
 }
 
 /// One thread's copy of one manager's current token (see `cached_token`).
@@ -113,6 +148,32 @@ enum Reason {
     Unauthorized(Fingerprint),
 }
 
+/// How a caller's wait in the pipeline ended.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one call; boxing would allocate per refresh"
+)]
+enum Run {
+    /// This caller owned the run; here is its result.
+    Owned(Result<Session, AuthError>),
+    /// Another run completed while this caller waited: decide again from the current
+    /// state (or take its error).
+    Joined,
+}
+
+/// How saving a refreshed session went.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one call; boxing would allocate per refresh"
+)]
+enum Persisted {
+    Saved,
+    /// The store changed meanwhile; the conflict was settled (adopted or ended).
+    Settled(Result<Session, AuthError>),
+    /// The store failed; the session is dirty and the lock must be kept.
+    Failed(AuthError, StoreLock),
+}
+
 /// The driver's reading of a list of actions, once side effects are done.
 enum Next {
     Token,
@@ -136,8 +197,13 @@ struct Inner {
     gate: Arc<tokio::sync::Mutex<()>>,
     /// Completed pipeline runs (refreshes, sign-ins, sign-outs).
     completed: AtomicU64,
-    /// The result of the last completed run, for callers that waited for it.
-    last: Mutex<Option<Result<Session, AuthError>>>,
+    /// The error of the last completed run if it failed, for the callers that waited
+    /// for it (so one failure is not repeated by each of them).
+    last_error: Mutex<Option<AuthError>>,
+    /// The session in memory is newer than the store (a failed save).
+    dirty: AtomicBool,
+    /// A background save of a dirty session is running.
+    flushing: AtomicBool,
     events: broadcast::Sender<SessionEvent>,
     /// Publishes `completed` to callers waiting for a run in flight.
     done: tokio::sync::watch::Sender<u64>,
@@ -220,6 +286,21 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a refresh waits for another process's store lock (see
+    /// [`ManagerConfig::store_lock_timeout`]).
+    #[must_use]
+    pub fn store_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store_lock_timeout = timeout;
+        self
+    }
+
+    /// The deadline of one `send` call (see [`ManagerConfig::send_timeout`]).
+    #[must_use]
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_timeout = timeout;
+        self
+    }
+
     /// All settings at once.
     #[must_use]
     pub fn config(mut self, config: ManagerConfig) -> Self {
@@ -237,6 +318,8 @@ impl ManagerBuilder {
                     lifecycle: Lifecycle::new(can_refresh, self.config.refresh_window),
                     version: None,
                     challenge: None,
+                    dirty_lock: None,
+                    ended: None,
                 }),
                 provider: self.provider,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
@@ -247,7 +330,9 @@ impl ManagerBuilder {
                 id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
                 gate: Arc::new(tokio::sync::Mutex::new(())),
                 completed: AtomicU64::new(0),
-                last: Mutex::new(None),
+                last_error: Mutex::new(None),
+                dirty: AtomicBool::new(false),
+                flushing: AtomicBool::new(false),
                 events,
                 done: tokio::sync::watch::Sender::new(0),
             }),
@@ -314,6 +399,7 @@ impl SessionManager {
     /// Loads the session from the store, if there is one for this provider's dialect.
     /// A corrupt store is an error and is left untouched.
     pub async fn restore(&self) -> Result<Option<Session>, AuthError> {
+        require_runtime()?;
         let _gate = self.inner.gate.lock().await;
         let Some(stored) = self.inner.store.load().await? else {
             return Ok(None);
@@ -338,12 +424,14 @@ impl SessionManager {
     /// `createClient({token, refreshToken})`).
     pub async fn hydrate(&self, tokens: TokenSet) -> Result<Session, AuthError> {
         let session = self.inner.provider.session_from_tokens(tokens);
-        self.sign_in_with(session.clone()).await?;
-        Ok(session)
+        self.sign_in_with(session).await
     }
 
-    /// Starts a session obtained elsewhere (signup, OAuth callback).
-    pub async fn sign_in_with(&self, session: Session) -> Result<(), AuthError> {
+    /// Starts a session obtained elsewhere (signup, OAuth callback). It replaces
+    /// whatever the store holds. Returns the session as installed (with its
+    /// [`Session::lineage`]).
+    pub async fn sign_in_with(&self, session: Session) -> Result<Session, AuthError> {
+        require_runtime()?;
         let _gate = self.inner.gate.lock().await;
         self.install(session, true).await
     }
@@ -351,22 +439,28 @@ impl SessionManager {
     /// Signs in. On [`LoginOutcome::OtpRequired`], finish with
     /// [`SessionManager::verify_otp`].
     pub async fn login(&self, credentials: &Credentials) -> Result<LoginOutcome, AuthError> {
+        require_runtime()?;
         let outcome = self.inner.provider.login(credentials).await?;
         let _gate = self.inner.gate.lock().await;
-        match &outcome {
-            LoginOutcome::Authenticated(session) => self.install(session.clone(), true).await?,
+        match outcome {
+            LoginOutcome::Authenticated(session) => {
+                let session = self.install(session, true).await?;
+                Ok(LoginOutcome::Authenticated(session))
+            }
             LoginOutcome::OtpRequired(challenge) => {
                 let actions = {
                     let mut state = lock(&self.inner.state);
                     state.challenge = Some(challenge.clone());
+                    state.dirty_lock = None;
+                    self.inner.dirty.store(false, Ordering::Release);
                     let actions = state.lifecycle.step(Input::OtpRequired);
                     self.publish_hot(&state.lifecycle);
                     actions
                 };
                 self.perform(actions).await;
+                Ok(LoginOutcome::OtpRequired(challenge))
             }
         }
-        Ok(outcome)
     }
 
     /// Finishes the pending login with a one-time code. A wrong code leaves the
@@ -383,19 +477,26 @@ impl SessionManager {
         challenge: &OtpChallenge,
         code: &OtpCode,
     ) -> Result<Session, AuthError> {
+        require_runtime()?;
         let session = self.inner.provider.verify_otp(challenge, code).await?;
         let _gate = self.inner.gate.lock().await;
         lock(&self.inner.state).challenge = None;
-        self.install(session.clone(), true).await?;
-        Ok(session)
+        self.install(session, true).await
     }
 
-    /// Installs a session (caller holds the gate). The session is live in memory even
-    /// if saving it fails; the save error is returned so the caller knows it will not
-    /// survive this process.
-    async fn install(&self, session: Session, persist: bool) -> Result<(), AuthError> {
+    /// Installs a session (caller holds the gate). A new sign-in (`persist`) gets a
+    /// fresh lineage and replaces whatever the store holds. The session is live in
+    /// memory even if saving it fails; the save error is returned so the caller knows
+    /// it will not survive this process yet, and the save is retried on later calls.
+    async fn install(&self, mut session: Session, persist: bool) -> Result<Session, AuthError> {
+        if persist && session.lineage.is_none() {
+            session.lineage = Some(new_lineage());
+        }
         let actions = {
             let mut state = lock(&self.inner.state);
+            // A new sign-in supersedes any unsaved refresh of the previous one.
+            state.dirty_lock = None;
+            self.inner.dirty.store(false, Ordering::Release);
             let actions = state.lifecycle.step(Input::SignedIn {
                 session: session.clone(),
                 jitter: fastrand::f64(),
@@ -408,13 +509,25 @@ impl SessionManager {
         let mut rest = Vec::new();
         for action in actions {
             match action {
-                Action::Persist(session) => saved = self.persist(&session).await,
+                Action::Persist(session) => {
+                    saved = match self.inner.store.save(&session).await {
+                        Ok(version) => {
+                            lock(&self.inner.state).version = Some(version);
+                            Ok(())
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "could not save the new session");
+                            self.inner.dirty.store(true, Ordering::Release);
+                            Err(error)
+                        }
+                    }
+                }
                 other => rest.push(other),
             }
         }
         self.perform(rest).await;
-        self.complete_run(Ok(session));
-        saved
+        self.complete_run(None);
+        saved.map(|()| session)
     }
 
     // ----- tokens --------------------------------------------------------------
@@ -425,6 +538,7 @@ impl SessionManager {
     /// awaits nothing.
     pub async fn access_token(&self) -> Result<AccessToken, AuthError> {
         if let Some(token) = self.cached_token() {
+            self.flush_if_dirty();
             return Ok(token);
         }
         Ok(self.usable_session().await?.tokens.access.clone())
@@ -472,13 +586,102 @@ impl SessionManager {
     }
 
     /// Refreshes now (joining a refresh already in flight) and returns the new token.
+    ///
+    /// Durable: if the refreshed session could not be saved to the store, this returns
+    /// the store's error (the session stays live in memory, and the save is retried).
     pub async fn refresh(&self) -> Result<AccessToken, AuthError> {
+        require_runtime()?;
         let observed = self.inner.completed.load(Ordering::SeqCst);
-        Ok(self
-            .refresh_pipeline(observed, Reason::Explicit)
-            .await?
-            .tokens
-            .access)
+        let session = match self.run_or_join(observed, Reason::Explicit).await {
+            Run::Owned(result) => result?,
+            Run::Joined => match self.joined_error() {
+                Some(error) => return Err(error),
+                None => Session::clone(&*self.decide(Reason::Explicit).await?),
+            },
+        };
+        self.flush().await?;
+        Ok(session.tokens.access)
+    }
+
+    /// Saves a session the store does not hold yet (after a failed save), and returns
+    /// the store's error if it still cannot. `Ok` when there is nothing to save. Call
+    /// it before exiting a process that must not lose a rotated refresh token.
+    pub async fn flush(&self) -> Result<(), AuthError> {
+        if !self.inner.dirty.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        require_runtime()?;
+        let _gate = self.inner.gate.lock().await;
+        self.flush_owned().await
+    }
+
+    /// Saves the dirty session (the caller holds the gate).
+    async fn flush_owned(&self) -> Result<(), AuthError> {
+        if !self.inner.dirty.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (expected, session) = {
+            let state = lock(&self.inner.state);
+            (state.version, state.lifecycle.session().cloned())
+        };
+        let Some(session) = session else {
+            self.set_clean();
+            return Ok(());
+        };
+        let swap = if expected.is_none() {
+            // Never saved (a failed save at sign-in): a sign-in replaces what is there.
+            self.inner.store.save(&session).await.map(Swap::Done)
+        } else {
+            self.inner
+                .store
+                .compare_and_swap(expected, Some(&session))
+                .await
+        };
+        match swap {
+            Ok(Swap::Done(version)) => {
+                lock(&self.inner.state).version = Some(version);
+                self.set_clean();
+                tracing::info!("saved the session the store was missing");
+                Ok(())
+            }
+            Ok(Swap::Conflict(current)) => {
+                // Signed in or out elsewhere meanwhile: that wins.
+                self.set_clean();
+                self.settle_conflict(current).await.map(|_| ())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Marks the session saved and releases a refresh lock kept for it.
+    fn set_clean(&self) {
+        let held = {
+            let mut state = lock(&self.inner.state);
+            self.inner.dirty.store(false, Ordering::Release);
+            state.dirty_lock.take()
+        };
+        drop(held);
+    }
+
+    /// When the session is dirty, starts one background save (the hot path's way of
+    /// retrying "on the next calls" without waiting for the store).
+    fn flush_if_dirty(&self) {
+        if !self.inner.dirty.load(Ordering::Relaxed)
+            || self.inner.flushing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.flushing.store(false, Ordering::Release);
+            return;
+        };
+        let me = self.clone();
+        runtime.spawn(async move {
+            if let Err(error) = me.flush().await {
+                tracing::warn!(%error, "the session is still not saved");
+            }
+            me.inner.flushing.store(false, Ordering::Release);
+        });
     }
 
     /// The current session, whose token may be used now: refreshed first when due.
@@ -490,20 +693,64 @@ impl SessionManager {
                 .fresh_until
                 .is_none_or(|until| self.inner.clock.now() < until)
         {
+            self.flush_if_dirty();
             return Ok(Arc::clone(&hot.session));
         }
-        let observed = self.inner.completed.load(Ordering::SeqCst);
-        let actions = self.step(Input::TokenWanted {
-            now: self.inner.clock.now(),
-        });
-        match self.perform(actions).await {
-            Next::Token => self.current_arc(),
-            Next::Refresh | Next::Start(_) => self
-                .refresh_pipeline(observed, Reason::Due)
-                .await
-                .map(Arc::new),
-            Next::Fail(e) => Err(e),
+        require_runtime()?;
+        self.decide(Reason::Due).await
+    }
+
+    /// After the server answered 401 to a request authorized with `rejected` (a
+    /// session from [`SessionManager::usable_session`]): a session whose token differs,
+    /// because a refresh ran meanwhile (joined, never repeated) or runs now. At most
+    /// one refresh runs however many callers report the same rejected token. Replay
+    /// the request once with the returned session; a second 401 is final.
+    ///
+    /// Never a session of another sign-in: if the session was signed out (or replaced
+    /// by another sign-in) meanwhile, this is [`AuthError::NotSignedIn`].
+    pub async fn session_after_unauthorized(
+        &self,
+        rejected: &Session,
+    ) -> Result<Arc<Session>, AuthError> {
+        require_runtime()?;
+        let session = self
+            .decide(Reason::Unauthorized(rejected.tokens.access.fingerprint()))
+            .await?;
+        if !session.same_sign_in(rejected) {
+            return Err(AuthError::NotSignedIn);
         }
+        Ok(session)
+    }
+
+    /// Decides from the current state what a caller gets, running or joining the one
+    /// refresh when one is needed. Callers that joined another run decide again
+    /// (bounded), so they never take a stale or foreign result.
+    async fn decide(&self, reason: Reason) -> Result<Arc<Session>, AuthError> {
+        for _ in 0..4 {
+            let observed = self.inner.completed.load(Ordering::SeqCst);
+            let now = self.inner.clock.now();
+            let input = match reason {
+                Reason::Unauthorized(rejected) => Input::Unauthorized { now, rejected },
+                Reason::Due | Reason::Explicit => Input::TokenWanted { now },
+            };
+            let actions = self.step(input);
+            match self.perform(actions).await {
+                Next::Token => return self.current_arc(),
+                Next::Fail(e) => return Err(e),
+                Next::Refresh | Next::Start(_) => {}
+            }
+            match self.run_or_join(observed, reason).await {
+                Run::Owned(result) => return result.map(Arc::new),
+                Run::Joined => {
+                    if let Some(error) = self.joined_error() {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        // The session kept changing under this caller (sign-ins, sign-outs and
+        // refreshes completing one after the other): a transient condition.
+        Err(did_not_complete("the wait for a usable session"))
     }
 
     /// The published session, or [`AuthError::NotSignedIn`].
@@ -514,44 +761,20 @@ impl SessionManager {
         }
     }
 
-    /// After the server answered 401 to a request authorized with `rejected` (a
-    /// session from [`SessionManager::usable_session`]): a session whose token differs,
-    /// because a refresh ran meanwhile (joined, never repeated) or runs now. At most
-    /// one refresh runs however many callers report the same rejected token. Replay
-    /// the request once with the returned session; a second 401 is final.
-    pub async fn session_after_unauthorized(
-        &self,
-        rejected: &Session,
-    ) -> Result<Arc<Session>, AuthError> {
-        self.after_unauthorized(rejected).await.map(Arc::new)
+    /// After the server answered 401 to a request made with `session`: a session of
+    /// the same sign-in whose token differs (refreshed meanwhile), or one refreshed now.
+    async fn after_unauthorized(&self, session: &Session) -> Result<Arc<Session>, AuthError> {
+        self.session_after_unauthorized(session).await
     }
 
-    /// After the server answered 401 to a request made with `session`: a session whose
-    /// token differs (refreshed meanwhile), or one refreshed now.
-    async fn after_unauthorized(&self, session: &Session) -> Result<Session, AuthError> {
-        let observed = self.inner.completed.load(Ordering::SeqCst);
-        let rejected = session.tokens.access.fingerprint();
-        let actions = self.step(Input::Unauthorized {
-            now: self.inner.clock.now(),
-            rejected,
-        });
-        match self.perform(actions).await {
-            Next::Token => self.session().ok_or(AuthError::NotSignedIn),
-            Next::Refresh | Next::Start(_) => {
-                self.refresh_pipeline(observed, Reason::Unauthorized(rejected))
-                    .await
-            }
-            Next::Fail(e) => Err(e),
-        }
-    }
-
-    /// The one refresh pipeline (single flight).
-    async fn refresh_pipeline(&self, observed: u64, reason: Reason) -> Result<Session, AuthError> {
+    /// Runs the one refresh (single flight), or waits for the run in flight. `observed`
+    /// is the number of completed runs the caller saw before it decided a refresh was
+    /// needed.
+    async fn run_or_join(&self, observed: u64, reason: Reason) -> Run {
         let mut done = self.inner.done.subscribe();
         let gate = loop {
-            if let Some(result) = self.result_since(observed) {
-                // A refresh (or sign-in/out) completed after we looked: share its result.
-                return result;
+            if self.inner.completed.load(Ordering::SeqCst) != observed {
+                return Run::Joined;
             }
             // Either we get the gate (and own the next refresh), or the run in flight
             // completes and wakes every waiter at once (no queueing through the gate).
@@ -560,13 +783,13 @@ impl SessionManager {
                 guard = Arc::clone(&self.inner.gate).lock_owned() => break guard,
                 changed = done.wait_for(|completed| *completed != observed) => {
                     if changed.is_err() {
-                        return Err(AuthError::NotSignedIn);
+                        return Run::Owned(Err(AuthError::NotSignedIn));
                     }
                 }
             }
         };
-        if let Some(result) = self.result_since(observed) {
-            return result;
+        if self.inner.completed.load(Ordering::SeqCst) != observed {
+            return Run::Joined;
         }
         // The refresh runs in its own task, holding the gate: if this caller is
         // cancelled (a timeout, a dropped future), the refresh still completes, its
@@ -583,26 +806,51 @@ impl SessionManager {
             };
             let result = me.refresh_owned(reason).await;
             unfinished.armed = false;
-            me.complete_run(result.clone());
+            me.complete_run(result.as_ref().err().cloned());
             result
         });
-        match task.await {
+        Run::Owned(match task.await {
             Ok(result) => result,
             Err(_) => Err(did_not_complete("the refresh")),
-        }
+        })
     }
 
-    /// The result of the last completed run, if one completed since `observed`.
-    fn result_since(&self, observed: u64) -> Option<Result<Session, AuthError>> {
-        if self.inner.completed.load(Ordering::SeqCst) == observed {
-            return None;
-        }
-        lock(&self.inner.last).clone()
+    /// The error of the last completed run, if it failed.
+    fn joined_error(&self) -> Option<AuthError> {
+        lock(&self.inner.last_error).clone()
     }
 
-    /// Runs one refresh; the caller holds the gate.
+    /// Runs one refresh; the caller holds the gate. The store's refresh lock is held
+    /// throughout, and kept afterwards if the refreshed session could not be saved.
     async fn refresh_owned(&self, reason: Reason) -> Result<Session, AuthError> {
-        let _store_lock = self.inner.store.lock().await?;
+        let mut store_lock = match self.take_store_lock(reason).await? {
+            Some(store_lock) => Some(store_lock),
+            // Busy elsewhere, and this caller can carry on without waiting: after
+            // re-reading the store, the current (valid) session.
+            None => return self.session().ok_or(AuthError::NotSignedIn),
+        };
+        let result = self.refresh_locked(reason, &mut store_lock).await;
+        if let Some(held) = store_lock
+            && self.inner.dirty.load(Ordering::Acquire)
+        {
+            // Still unsaved: keep the lock so no other process refreshes with the
+            // refresh token this process already spent.
+            lock(&self.inner.state).dirty_lock = Some(held);
+        }
+        result
+    }
+
+    /// The refresh proper, holding the store lock in `store_lock` (taken by the save).
+    async fn refresh_locked(
+        &self,
+        reason: Reason,
+        store_lock: &mut Option<StoreLock>,
+    ) -> Result<Session, AuthError> {
+        if let Err(error) = self.flush_owned().await {
+            // The refresh goes on (this process holds the lock and the newest tokens);
+            // its own save is tried next.
+            tracing::warn!(%error, "could not save the session before refreshing");
+        }
         self.sync_from_store().await?;
         let forced = match reason {
             Reason::Due => false,
@@ -625,10 +873,15 @@ impl SessionManager {
         };
         tracing::debug!(dialect = %session.dialect, "refreshing session");
         let input = match self.inner.provider.refresh(&session).await {
-            Ok(new) => Input::RefreshSucceeded {
-                session: new,
-                jitter: fastrand::f64(),
-            },
+            Ok(mut new) => {
+                // The same sign-in, whatever the adapter built.
+                new.lineage.clone_from(&session.lineage);
+                Input::RefreshSucceeded {
+                    session: new,
+                    now: self.inner.clock.now(),
+                    jitter: fastrand::f64(),
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "refresh failed");
                 Input::RefreshFailed {
@@ -638,11 +891,162 @@ impl SessionManager {
             }
         };
         let actions = self.step(input);
-        match self.perform(actions).await {
+        let mut rest = Vec::new();
+        let mut saved: Result<(), AuthError> = Ok(());
+        for action in actions {
+            match action {
+                Action::Persist(new) => {
+                    let held = store_lock.take().unwrap_or_else(StoreLock::none);
+                    match self.persist_refreshed(&new, held).await {
+                        Persisted::Saved => {}
+                        Persisted::Settled(result) => return result,
+                        Persisted::Failed(error, held) => {
+                            *store_lock = Some(held);
+                            saved = Err(error);
+                        }
+                    }
+                }
+                other => rest.push(other),
+            }
+        }
+        let result = match self.perform(rest).await {
             Next::Token => self.session().ok_or(AuthError::NotSignedIn),
             Next::Fail(e) => Err(e),
             Next::Refresh | Next::Start(_) => {
                 Err(AuthError::protocol("refresh pipeline re-entered"))
+            }
+        };
+        match (result, saved, reason) {
+            // Durability was asked for: the caller learns the save failed.
+            (Ok(_), Err(error), Reason::Explicit) => Err(error),
+            (result, _, _) => result,
+        }
+    }
+
+    /// Takes the store's refresh lock for a refresh (or the one kept while dirty).
+    /// `Ok(None)`: the lock is busy and the current token is still valid, so the
+    /// caller is not made to wait (after the store was re-read and anything newer
+    /// adopted).
+    async fn take_store_lock(&self, reason: Reason) -> Result<Option<StoreLock>, AuthError> {
+        if let Some(held) = lock(&self.inner.state).dirty_lock.take() {
+            return Ok(Some(held));
+        }
+        let valid = self
+            .session()
+            .is_some_and(|s| !s.tokens.is_expired_at(self.inner.clock.now()));
+        let wait = match reason {
+            Reason::Due if valid => Duration::ZERO,
+            _ => self.inner.config.store_lock_timeout,
+        };
+        match tokio::time::timeout(wait, self.inner.store.lock()).await {
+            Ok(Ok(store_lock)) => Ok(Some(store_lock)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                // Another process is refreshing (or stuck). Never refresh without the
+                // lock: adopt what it wrote, if anything.
+                self.sync_from_store().await?;
+                let now = self.inner.clock.now();
+                match self.session() {
+                    Some(s) if !s.tokens.is_expired_at(now) => {
+                        let adopted_new = match reason {
+                            Reason::Unauthorized(rejected) => {
+                                s.tokens.access.fingerprint() != rejected
+                            }
+                            _ => true,
+                        };
+                        if adopted_new || valid {
+                            return Ok(None);
+                        }
+                        Err(lock_busy(wait))
+                    }
+                    Some(_) => Err(lock_busy(wait)),
+                    None => Err(AuthError::NotSignedIn),
+                }
+            }
+        }
+    }
+
+    /// Saves a refreshed session with a compare-and-swap on the version this process
+    /// last saw, holding `store_lock`. A conflict is settled (adopt or end), never
+    /// overwritten; a failure keeps the session dirty and the lock held.
+    async fn persist_refreshed(&self, session: &Session, store_lock: StoreLock) -> Persisted {
+        let expected = lock(&self.inner.state).version;
+        let swap = if expected.is_none() {
+            // This process never had the session in the store (a save at sign-in
+            // failed, or a memory-only start): write it if the store is still empty.
+            self.inner.store.compare_and_swap(None, Some(session)).await
+        } else {
+            self.inner
+                .store
+                .compare_and_swap(expected, Some(session))
+                .await
+        };
+        match swap {
+            Ok(Swap::Done(version)) => {
+                lock(&self.inner.state).version = Some(version);
+                drop(store_lock);
+                Persisted::Saved
+            }
+            Ok(Swap::Conflict(current)) => {
+                tracing::warn!("the session store changed while refreshing; not overwriting it");
+                drop(store_lock);
+                Persisted::Settled(self.settle_conflict(current).await)
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not save the refreshed session; will retry");
+                self.inner.dirty.store(true, Ordering::Release);
+                Persisted::Failed(error, store_lock)
+            }
+        }
+    }
+
+    /// Settles a lost compare-and-swap from what the store holds now: an empty store
+    /// ends the session here (signed out elsewhere); another session is adopted
+    /// (refreshed or signed in elsewhere). Never overwrites.
+    async fn settle_conflict(&self, current: Option<Box<Versioned>>) -> Result<Session, AuthError> {
+        match current {
+            None => {
+                let ended = self.session();
+                lock(&self.inner.state).version = None;
+                let actions = self.step(Input::EndedElsewhere);
+                self.perform(actions).await;
+                // The tokens this process holds outlive the sign-out elsewhere only on
+                // the server: tell it, where the dialect can, without waiting.
+                if let Some(ended) = ended
+                    && self.inner.provider.capabilities().server_logout
+                {
+                    let provider = Arc::clone(&self.inner.provider);
+                    tokio::spawn(async move {
+                        let _ = provider.logout(&ended).await;
+                    });
+                }
+                Err(AuthError::NotSignedIn)
+            }
+            Some(current) => {
+                let adoptable = current.session.dialect == self.inner.provider.dialect()
+                    && current.session.base_url.origin() == self.inner.provider.base_url().origin();
+                if !adoptable {
+                    lock(&self.inner.state).version = Some(current.version);
+                    let actions = self.step(Input::EndedElsewhere);
+                    self.perform(actions).await;
+                    return Err(AuthError::NotSignedIn);
+                }
+                let actions = {
+                    let mut state = lock(&self.inner.state);
+                    state.version = Some(current.version);
+                    let actions = state.lifecycle.step(Input::Adopt {
+                        session: current.session,
+                        now: self.inner.clock.now(),
+                        jitter: fastrand::f64(),
+                    });
+                    self.publish_hot(&state.lifecycle);
+                    actions
+                };
+                match self.perform(actions).await {
+                    Next::Token => self.session().ok_or(AuthError::NotSignedIn),
+                    // Adopted with an expired access token: the next call refreshes.
+                    _ => Err(crate::lifecycle::expired_on_arrival()),
+                }
             }
         }
     }
@@ -661,37 +1065,26 @@ impl SessionManager {
         };
         match stored {
             Some(stored) if Some(stored.version) != known => {
-                if stored.session.dialect == current.dialect
-                    && stored.session.tokens != current.tokens
+                if stored.session.tokens == current.tokens && current.same_sign_in(&stored.session)
                 {
-                    let actions = {
-                        let mut state = lock(&self.inner.state);
-                        state.version = Some(stored.version);
-                        let actions = state.lifecycle.step(Input::Adopt {
-                            session: stored.session,
-                            jitter: fastrand::f64(),
-                        });
-                        self.publish_hot(&state.lifecycle);
-                        actions
-                    };
-                    self.perform(actions).await;
-                } else {
                     lock(&self.inner.state).version = Some(stored.version);
+                    return Ok(());
+                }
+                match self.settle_conflict(Some(Box::new(stored))).await {
+                    Ok(_) => Ok(()),
+                    // Adopted with an expired access token: the refresh goes on with
+                    // the adopted refresh token.
+                    Err(AuthError::Protocol { .. }) => Ok(()),
+                    Err(e) => Err(e),
                 }
             }
-            None if known.is_some() => {
-                lock(&self.inner.state).version = None;
-                let actions = self.step(Input::SignOut);
-                self.perform(actions).await;
-                return Err(AuthError::NotSignedIn);
-            }
-            _ => {}
+            None if known.is_some() => self.settle_conflict(None).await.map(|_| ()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    fn complete_run(&self, result: Result<Session, AuthError>) {
-        *lock(&self.inner.last) = Some(result);
+    fn complete_run(&self, error: Option<AuthError>) {
+        *lock(&self.inner.last_error) = error;
         let completed = self.inner.completed.fetch_add(1, Ordering::SeqCst) + 1;
         // Wakes every caller waiting for this run at once.
         self.inner.done.send_replace(completed);
@@ -720,6 +1113,21 @@ impl SessionManager {
     }
 
     async fn send_with(
+        &self,
+        request: Request<Bytes>,
+        idempotent: bool,
+    ) -> Result<Response<Bytes>, AuthError> {
+        require_runtime()?;
+        // One deadline for the whole call; a refresh it started goes on in its own task.
+        tokio::time::timeout(
+            self.inner.config.send_timeout,
+            self.send_unbounded(request, idempotent),
+        )
+        .await
+        .unwrap_or(Err(AuthError::Timeout))
+    }
+
+    async fn send_unbounded(
         &self,
         request: Request<Bytes>,
         idempotent: bool,
@@ -774,7 +1182,7 @@ impl SessionManager {
         match call(Session::clone(&session)).await {
             Err(AuthError::Unauthorized { .. }) => {
                 let session = self.after_unauthorized(&session).await?;
-                call(session).await
+                call(Session::clone(&session)).await
             }
             other => other,
         }
@@ -793,27 +1201,44 @@ impl SessionManager {
     // ----- signing out ---------------------------------------------------------
 
     /// Ends the session: locally at once (store cleared, event sent), then on the server
-    /// when the dialect can. The local session is gone even if the server call fails;
-    /// that failure is returned so the caller knows the server was not told. Once it
-    /// has started, a cancelled caller does not stop it: the store is still cleared and
-    /// the server still told.
+    /// when the dialect can. The local session is gone even if a call fails. A store
+    /// that could not be cleared is returned as [`AuthError::Store`] (the stored session
+    /// would otherwise come back at the next restore); else a failed server call is
+    /// returned, so the caller knows the server was not told. Once it has started, a
+    /// cancelled caller does not stop it: the store is still cleared and the server
+    /// still told. A session signed in elsewhere meanwhile (another lineage) is left in
+    /// the store.
     pub async fn logout(&self) -> Result<LogoutOutcome, AuthError> {
+        require_runtime()?;
         let gate = Arc::clone(&self.inner.gate).lock_owned().await;
         let session = self.session();
-        let actions = {
+        let (actions, held) = {
             let mut state = lock(&self.inner.state);
             state.challenge = None;
+            let held = state.dirty_lock.take();
+            self.inner.dirty.store(false, Ordering::Release);
             let actions = state.lifecycle.step(Input::SignOut);
             self.publish_hot(&state.lifecycle);
-            actions
+            (actions, held)
         };
-        self.complete_run(Err(AuthError::NotSignedIn));
+        self.complete_run(None);
         let me = self.clone();
         let task = tokio::spawn(async move {
-            me.perform(actions).await;
+            let mut cleared = Ok(());
+            for action in actions {
+                match action {
+                    Action::ClearStore => cleared = me.clear_store(session.as_ref()).await,
+                    Action::Emit(event) => {
+                        let _ = me.inner.events.send(event);
+                    }
+                    _ => {}
+                }
+            }
+            drop(held);
             drop(gate);
             let session = session.ok_or(AuthError::NotSignedIn)?;
-            me.inner.provider.logout(&session).await
+            let told = me.inner.provider.logout(&session).await;
+            cleared.and(told)
         });
         task.await
             .unwrap_or_else(|_| Err(did_not_complete("the logout")))
@@ -821,9 +1246,15 @@ impl SessionManager {
 
     // ----- driving the machine -------------------------------------------------
 
+    /// Feeds the machine one input; when it ends the session (and asks for the store
+    /// to be cleared), the ended session is noted so the store is cleared only of it.
     fn step(&self, input: Input) -> Vec<Action> {
         let mut state = lock(&self.inner.state);
+        let before = state.lifecycle.session().cloned();
         let actions = state.lifecycle.step(input);
+        if actions.iter().any(|a| matches!(a, Action::ClearStore)) {
+            state.ended = before;
+        }
         self.publish_hot(&state.lifecycle);
         actions
     }
@@ -849,10 +1280,15 @@ impl SessionManager {
         let mut next = Next::Token;
         for action in actions {
             match action {
-                // A failed save after a refresh is logged by `persist`; the caller
-                // still gets its (valid) token.
-                Action::Persist(session) => drop(self.persist(&session).await),
-                Action::ClearStore => self.clear_store().await,
+                // Sign-ins and refreshes save their sessions themselves (each with its
+                // own rule); anything else asking to persist is saved by the next flush.
+                Action::Persist(_) => self.inner.dirty.store(true, Ordering::Release),
+                Action::ClearStore => {
+                    let ended = lock(&self.inner.state).ended.take();
+                    if let Err(error) = self.clear_store(ended.as_ref()).await {
+                        tracing::error!(%error, "could not clear the session store");
+                    }
+                }
                 Action::Emit(event) => {
                     // No receivers is fine; the channel never blocks.
                     let _ = self.inner.events.send(event);
@@ -866,43 +1302,67 @@ impl SessionManager {
         next
     }
 
-    async fn persist(&self, session: &Session) -> Result<(), AuthError> {
-        let expected = lock(&self.inner.state).version;
-        let result = match self
-            .inner
-            .store
-            .compare_and_swap(expected, Some(session))
-            .await
-        {
-            Ok(Swap::Done(v)) => Ok(v),
-            Ok(Swap::Conflict(_)) => {
-                // Another writer that does not take the store lock got in between. Our
-                // tokens are the newest (a rotation just happened), so they win.
-                tracing::warn!(
-                    "session store changed underneath; overwriting with the newest tokens"
-                );
-                self.inner.store.save(session).await
+    /// Removes `ended` from the store with compare-and-swap: what the store holds is
+    /// deleted only if it is the same sign-in (perhaps refreshed by another process);
+    /// another sign-in stored meanwhile is left alone.
+    async fn clear_store(&self, ended: Option<&Session>) -> Result<(), AuthError> {
+        let mut expected = lock(&self.inner.state).version;
+        for _ in 0..8 {
+            if expected.is_none() {
+                match self.inner.store.load().await? {
+                    None => return Ok(()),
+                    Some(stored) if ended.is_some_and(|e| e.same_sign_in(&stored.session)) => {
+                        expected = Some(stored.version);
+                    }
+                    Some(_) => return Ok(()),
+                }
             }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(v) => {
-                lock(&self.inner.state).version = Some(v);
-                Ok(())
-            }
-            // The session in memory stays good; only persistence failed.
-            Err(error) => {
-                tracing::error!(%error, "could not save the session");
-                Err(error)
+            match self.inner.store.compare_and_swap(expected, None).await? {
+                Swap::Done(_) | Swap::Conflict(None) => {
+                    lock(&self.inner.state).version = None;
+                    return Ok(());
+                }
+                Swap::Conflict(Some(current)) => {
+                    if ended.is_some_and(|e| e.same_sign_in(&current.session)) {
+                        expected = Some(current.version);
+                    } else {
+                        tracing::info!("the store holds another sign-in now; leaving it");
+                        lock(&self.inner.state).version = None;
+                        return Ok(());
+                    }
+                }
             }
         }
+        Err(AuthError::Store {
+            message: "the session store kept changing while it was being cleared".into(),
+            source: None,
+        })
     }
+}
 
-    async fn clear_store(&self) {
-        match self.inner.store.delete().await {
-            Ok(()) => lock(&self.inner.state).version = None,
-            Err(error) => tracing::error!(%error, "could not clear the session store"),
-        }
+/// Fails before anything changes when there is no tokio runtime to run refreshes,
+/// saves and logouts on.
+fn require_runtime() -> Result<(), AuthError> {
+    tokio::runtime::Handle::try_current()
+        .map(|_| ())
+        .map_err(|_| AuthError::Unsupported {
+            capability: "calling the session manager outside a tokio runtime",
+        })
+}
+
+/// A fresh [`Session::lineage`]: 128 random bits in hex.
+fn new_lineage() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// The error when another process keeps the store's refresh lock past the deadline.
+fn lock_busy(waited: Duration) -> AuthError {
+    AuthError::Store {
+        message: format!(
+            "another process has held the session store's refresh lock for more than {} ms and the stored session is not newer; not refreshing without it",
+            waited.as_millis()
+        ),
+        source: None,
     }
 }
 
@@ -942,7 +1402,7 @@ impl Drop for Unfinished<'_> {
                 let _ = manager.inner.events.send(event);
             }
         }
-        manager.complete_run(Err(error));
+        manager.complete_run(Some(error));
     }
 }
 

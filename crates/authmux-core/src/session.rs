@@ -36,6 +36,14 @@ pub struct Session {
     /// Dialect-specific data that is not secret (e.g. `{"mode": "cookie"}`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extras: Map<String, Value>,
+    /// Identifies one sign-in across its refreshes, in every process that shares it:
+    /// the session manager draws a random one when a session begins (login, OTP,
+    /// hydration) and carries it to every refreshed session. Sessions with different
+    /// lineages belong to different sign-ins, so a request sent with one is never
+    /// replayed with the other. Not secret. `None` for sessions stored before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
 }
 
 impl Session {
@@ -48,6 +56,7 @@ impl Session {
             tokens,
             user: None,
             extras: Map::new(),
+            lineage: None,
         }
     }
 
@@ -68,6 +77,18 @@ impl Session {
     /// An extra as a string, if present and a string.
     pub fn extra_str(&self, key: &str) -> Option<&str> {
         self.extras.get(key).and_then(Value::as_str)
+    }
+
+    /// Whether `other` belongs to the same sign-in as this session (same
+    /// [`Session::lineage`], or either lineage unknown, and the same dialect and origin).
+    pub fn same_sign_in(&self, other: &Session) -> bool {
+        let lineage = match (&self.lineage, &other.lineage) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        lineage
+            && self.dialect == other.dialect
+            && self.base_url.origin() == other.base_url.origin()
     }
 
     /// Whether `url` is on this session's origin (scheme, host and port), the only

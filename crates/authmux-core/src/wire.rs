@@ -82,19 +82,20 @@ pub fn loose_json(response: &Response<Bytes>) -> serde_json::Value {
 }
 
 /// The `Retry-After` header as a duration: delta-seconds, or an HTTP date relative to
-/// `now`.
+/// `now` in any of the three forms RFC 9110 §5.6.7 requires recipients to accept
+/// (IMF-fixdate, RFC 850, asctime; parsed by `httpdate`), or a numeric-offset RFC 2822
+/// date some servers send. A date in the past means "now".
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822).ok()?;
-    Some(
-        SystemTime::from(at)
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
-    )
+    let at = httpdate::parse_http_date(text).ok().or_else(|| {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc2822)
+            .ok()
+            .map(SystemTime::from)
+    })?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -124,6 +125,25 @@ mod tests {
             "Sun, 06 Nov 1994 08:49:47 +0000".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(10)));
+        // The three forms of RFC 9110 §5.6.7.
+        for date in [
+            "Sun, 06 Nov 1994 08:49:47 GMT",
+            "Sunday, 06-Nov-94 08:49:47 GMT",
+            "Sun Nov  6 08:49:47 1994",
+        ] {
+            headers.insert(RETRY_AFTER, date.parse().unwrap());
+            assert_eq!(
+                retry_after(&headers, now),
+                Some(Duration::from_secs(10)),
+                "{date}"
+            );
+        }
+        // A date in the past: retry now.
+        headers.insert(
+            RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers, now), None);
     }

@@ -128,7 +128,7 @@ proptest! {
                         _ => Some(model.refresh_token()),
                     };
                     let new = model.session(lifetime, refresh);
-                    Input::RefreshSucceeded { session: new, jitter: 0.5 }
+                    Input::RefreshSucceeded { session: new, now: model.now, jitter: 0.5 }
                 }
                 MachineOp::Fail { rejected } => Input::RefreshFailed {
                     error: if rejected { AuthError::RefreshRejected } else { AuthError::Timeout },
@@ -136,7 +136,7 @@ proptest! {
                 },
                 MachineOp::Adopt => {
                     let r = Some(model.refresh_token());
-                    Input::Adopt { session: model.session(Some(900), r), jitter: 0.5 }
+                    Input::Adopt { session: model.session(Some(900), r), now: model.now, jitter: 0.5 }
                 }
                 MachineOp::SignOut => Input::SignOut,
             };

@@ -382,6 +382,9 @@ impl SessionStore for BrokenStore {
             source: None,
         })
     }
+    async fn lock(&self) -> Result<authmux_core::store::StoreLock, AuthError> {
+        Ok(authmux_core::store::StoreLock::none())
+    }
 }
 
 #[tokio::test]

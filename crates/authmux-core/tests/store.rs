@@ -24,6 +24,16 @@ fn session(n: u32) -> Session {
     .with_extra("domain", "acme")
 }
 
+/// Writes a file as a person would, but owner-only (the store refuses anything else).
+fn write_private_file(path: &std::path::Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
 async fn contract(store: &dyn SessionStore) {
     assert!(store.load().await.unwrap().is_none());
     // Writing into an empty store needs `expected = None`.
@@ -111,7 +121,7 @@ async fn a_corrupt_file_is_reported_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.json");
     let garbage = b"{\"version\": 3, \"session\": {\"tokens\": trunc";
-    std::fs::write(&path, garbage).unwrap();
+    write_private_file(&path, garbage);
     let store = FileStore::new(&path);
     let err = store.load().await.unwrap_err();
     let text = err.to_string();
@@ -136,7 +146,7 @@ async fn a_file_from_a_newer_format_is_left_alone() {
     let path = dir.path().join("s.json");
     let mut value = serde_json::json!({ "version": 1, "session": session(1) });
     value["session"]["format"] = 99.into();
-    std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    write_private_file(&path, &serde_json::to_vec(&value).unwrap());
     let err = FileStore::new(&path).load().await.unwrap_err();
     assert!(err.to_string().contains("format 99"), "{err}");
 }
@@ -171,4 +181,143 @@ async fn the_refresh_lock_is_exclusive_across_handles() {
     drop(guard);
     let waited = waiter.await.unwrap();
     assert!(waited >= Duration::from_millis(100), "{waited:?}");
+}
+
+#[tokio::test]
+async fn versions_never_repeat_after_a_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let store = FileStore::new(&path);
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..5 {
+        let v = store.save(&session(n)).await.unwrap();
+        assert!(seen.insert(v), "version {v} repeated");
+        store.delete().await.unwrap();
+    }
+    // Even with the lock file (which keeps the generation) gone, as after `rm -r`.
+    std::fs::remove_file(dir.path().join("s.json.lock")).unwrap();
+    let v = store.save(&session(9)).await.unwrap();
+    assert!(
+        seen.insert(v),
+        "version {v} repeated after the lock file was removed"
+    );
+    // A second handle (another process) sees the same, never-repeating sequence.
+    let other = FileStore::new(&path);
+    other.delete().await.unwrap();
+    let w = other.save(&session(10)).await.unwrap();
+    assert!(seen.insert(w), "version {w} repeated");
+    let memory = MemoryStore::new();
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..5 {
+        let v = memory.save(&session(n)).await.unwrap();
+        assert!(seen.insert(v), "memory store version {v} repeated");
+        memory.delete().await.unwrap();
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_session_file_others_can_read_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let store = FileStore::new(&path);
+    store.save(&session(1)).await.unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = store.load().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, authmux_core::AuthError::Store { .. })
+            && text.contains("readable by group or others")
+            && text.contains("chmod 600"),
+        "{text}"
+    );
+    assert!(store.save(&session(2)).await.is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn lock_files_are_never_opened_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let target = dir.path().join("victim");
+    std::fs::write(&target, b"precious").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("s.json.lock.refresh")).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("s.json.lock")).unwrap();
+    let store = FileStore::new(&path);
+    assert!(store.lock().await.is_err());
+    assert!(store.save(&session(1)).await.is_err());
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_writer_makes_writes_fail_in_time_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let store = FileStore::new(&path).with_write_lock_timeout(Duration::from_millis(300));
+    store.save(&session(1)).await.unwrap();
+    // A peer that took the write lock and stopped (SIGSTOP, a debugger).
+    let peer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("s.json.lock"))
+        .unwrap();
+    peer.lock().unwrap();
+    let started = std::time::Instant::now();
+    let err = store.save(&session(2)).await.unwrap_err();
+    assert!(
+        matches!(err, authmux_core::AuthError::Store { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("write lock"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(peer);
+    store.save(&session(2)).await.unwrap();
+    assert_eq!(store.load().await.unwrap().unwrap().session, session(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_lock_wait_holds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let a = FileStore::new(&path);
+    let b = FileStore::new(&path);
+    let held = a.lock().await.unwrap();
+    // b gives up waiting (a deadline, a dropped future) ...
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), b.lock())
+            .await
+            .is_err()
+    );
+    drop(held);
+    // ... and neither it nor anyone else is left locked out.
+    let c = FileStore::new(&path);
+    tokio::time::timeout(Duration::from_secs(2), c.lock())
+        .await
+        .expect("the lock is free once its holder is gone")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_of_a_memory_store_share_one_refresh_lock() {
+    let a = MemoryStore::new();
+    let b = a.clone();
+    let held = a.lock().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), b.lock())
+            .await
+            .is_err(),
+        "a clone must not take the lock while it is held"
+    );
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(1), b.lock())
+        .await
+        .unwrap()
+        .unwrap();
 }

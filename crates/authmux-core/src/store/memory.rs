@@ -5,14 +5,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::{SessionStore, Swap, Versioned};
+use super::{SessionStore, StoreLock, Swap, Versioned};
 use crate::error::AuthError;
 use crate::session::Session;
 
-/// A store in memory, for one process. Clones share the same slot.
+/// A store in memory, for one process. Clones share the same slot and the same refresh
+/// lock, so several managers over clones of one `MemoryStore` refresh one at a time.
+/// The version counter counts every write and delete, so versions never repeat.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     slot: Arc<Mutex<(u64, Option<Session>)>>,
+    refresh_lock: Arc<Mutex<()>>,
 }
 
 impl MemoryStore {
@@ -51,5 +54,10 @@ impl SessionStore for MemoryStore {
         slot.0 += 1;
         slot.1 = new.cloned();
         Ok(Swap::Done(if new.is_some() { slot.0 } else { 0 }))
+    }
+
+    async fn lock(&self) -> Result<StoreLock, AuthError> {
+        let guard = Arc::clone(&self.refresh_lock).lock_owned().await;
+        Ok(StoreLock::new(guard))
     }
 }

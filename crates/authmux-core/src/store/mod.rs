@@ -1,10 +1,35 @@
-//! Session stores: [`SessionStore`] (load, save, delete, compare-and-swap on a version,
-//! and an exclusive lock for refreshes shared between processes), [`MemoryStore`] and
-//! [`FileStore`].
+//! Session stores: the [`SessionStore`] contract, [`MemoryStore`] (one process) and
+//! [`FileStore`] (processes on one machine). Other crates add more (the Redis store
+//! for fleets); `authmux_testkit::store_conformance` is the suite every store passes.
 //!
-//! A store holds one session (one profile). Every write bumps a version number;
-//! [`SessionStore::compare_and_swap`] writes only if the version is still the one the
-//! caller read, so two processes sharing a file cannot silently overwrite each other.
+//! # The store contract
+//!
+//! A store location holds at most one session (one profile), with a version.
+//!
+//! - **Versions never repeat.** Every write and every delete of a location gives it a
+//!   version (a non-zero `u64`) that the location never had before, even after a
+//!   delete and a new sign-in. Versions are compared for equality only. A process that
+//!   last saw version `v` therefore notices any change since, including "deleted and
+//!   signed in again".
+//! - **[`SessionStore::compare_and_swap`] is atomic.** It writes (or deletes) only if
+//!   the location still holds `expected`, and otherwise returns
+//!   [`Swap::Conflict`] with what the location holds now. The session manager never
+//!   resolves a conflict by overwriting: an empty location means "signed out
+//!   elsewhere" (this process ends the session too), another session means "signed in
+//!   or refreshed elsewhere" (this process adopts it).
+//! - **[`SessionStore::lock`] is the refresh lock.** It is exclusive across every
+//!   handle and every process sharing the location (clones, other managers, other
+//!   processes, other machines for a networked store). A process holds it from
+//!   re-reading the session to saving its refreshed tokens, so a rotating refresh
+//!   token is never sent twice. Taking it waits until it is free and is cancel-safe:
+//!   dropping the future never leaves the lock held (a networked store uses a lease
+//!   that expires). The manager bounds the wait with its own deadline
+//!   ([`ManagerConfig::store_lock_timeout`](crate::ManagerConfig::store_lock_timeout));
+//!   a store returns an error only when the store itself fails, never because the lock
+//!   is busy. Writing never needs the lock: its holder writes while holding it.
+//! - **Nothing is lost or invented.** A value the store cannot read is an
+//!   [`AuthError::Store`] error, never `None`, and is left untouched. A failed write
+//!   leaves the previous value in place.
 
 mod file;
 mod memory;
@@ -22,7 +47,7 @@ use crate::session::Session;
 /// A stored session and its version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned {
-    /// Incremented on every write.
+    /// The location's version: never repeated, compared for equality only.
     pub version: u64,
     /// The session.
     pub session: Session,
@@ -31,9 +56,10 @@ pub struct Versioned {
 /// The result of a compare-and-swap.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Swap {
-    /// Written; the new version (0 after a delete).
+    /// Written; the location's new version (after a delete, `0`: the location is
+    /// empty, and its next write gets a version it never had).
     Done(u64),
-    /// Not written: the store held something else. Here is what it holds.
+    /// Not written: the location holds something else. Here is what it holds.
     Conflict(Option<Box<Versioned>>),
 }
 
@@ -64,21 +90,24 @@ impl fmt::Debug for StoreLock {
     }
 }
 
-/// Where sessions are kept between calls and processes.
+/// Where sessions are kept between calls and processes. See the
+/// [module docs](self) for the contract every implementation keeps.
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
     /// The stored session, if any. A corrupt store is an error, never `None`.
     async fn load(&self) -> Result<Option<Versioned>, AuthError>;
 
-    /// Writes `new` (or deletes, with `None`) only if the store's current version is
-    /// `expected` (`None`: the store must be empty).
+    /// Atomically writes `new` (or deletes, with `None`) only if the location's current
+    /// version is `expected` (`None`: the location must be empty). The new version is
+    /// one the location never had.
     async fn compare_and_swap(
         &self,
         expected: Option<u64>,
         new: Option<&Session>,
     ) -> Result<Swap, AuthError>;
 
-    /// Writes unconditionally; returns the new version.
+    /// Writes unconditionally (a new sign-in replaces whatever was stored); returns
+    /// the new version. Never used to settle a conflict.
     async fn save(&self, session: &Session) -> Result<u64, AuthError> {
         loop {
             let current = self.load().await?.map(|v| v.version);
@@ -100,11 +129,8 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         }
     }
 
-    /// Takes the store's exclusive lock, which a process holds from reading the session
-    /// to saving its refreshed tokens, so that two processes never refresh with the same
-    /// (rotating) token. The default locks nothing, which is right for stores used by
-    /// one process.
-    async fn lock(&self) -> Result<StoreLock, AuthError> {
-        Ok(StoreLock::none())
-    }
+    /// Takes the location's exclusive refresh lock, waiting while another handle or
+    /// process holds it; the lock is released when the returned [`StoreLock`] is
+    /// dropped. Cancel-safe. An error means the store failed, not that it is busy.
+    async fn lock(&self) -> Result<StoreLock, AuthError>;
 }
