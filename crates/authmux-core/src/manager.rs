@@ -1042,10 +1042,12 @@ impl SessionManager {
                     self.publish_hot(&state.lifecycle);
                     actions
                 };
-                match self.perform(actions).await {
-                    Next::Token => self.session().ok_or(AuthError::NotSignedIn),
+                self.perform(actions).await;
+                match self.session() {
+                    Some(s) if !s.tokens.is_expired_at(self.inner.clock.now()) => Ok(s),
                     // Adopted with an expired access token: the next call refreshes.
-                    _ => Err(crate::lifecycle::expired_on_arrival()),
+                    Some(_) => Err(crate::lifecycle::expired_on_arrival()),
+                    None => Err(AuthError::NotSignedIn),
                 }
             }
         }

@@ -9,7 +9,9 @@ pub mod jwt;
 pub mod linkutm;
 pub mod linxio;
 pub mod recorder;
+pub mod scripted;
 pub mod server;
+pub mod store_conformance;
 pub mod users;
 
 pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
@@ -19,4 +21,5 @@ pub use authmux_core::strategies;
 pub use faults::Fault;
 pub use linkutm::FakeLinkUtm;
 pub use linxio::FakeLinxio;
+pub use scripted::ScriptedProvider;
 pub use server::{FakeRequest, FakeResponse, RateLimit, ServerHandle};
