@@ -199,7 +199,7 @@ fn manager(provider: &Arc<dyn AuthProvider>, store: &FileStore) -> SessionManage
 
 /// Fails (exit 3, file untouched) if the profile's session file cannot be read.
 async fn check_store(profile: &Profile) -> Result<FileStore, Failure> {
-    let store = FileStore::new(profile.session_path());
+    let store = profile.store()?;
     store.load().await?;
     Ok(store)
 }
@@ -420,6 +420,13 @@ async fn token(profile: &Profile) -> Result<(), Failure> {
     let token = signed
         .manager
         .access_token()
+        .await
+        .map_err(|e| session_failure(profile, e))?;
+    // A refreshed session that could not be saved would be lost with this process
+    // (its refresh token already spent): say so with a failing exit, not silently.
+    signed
+        .manager
+        .flush()
         .await
         .map_err(|e| session_failure(profile, e))?;
     say(token.expose_secret());

@@ -139,12 +139,15 @@ impl Profile {
         self.dir.join("signup.json")
     }
 
-    /// Creates the home and profile folders (0700) if missing.
+    /// Creates the home and profile folders (0700) if missing. An existing profile
+    /// folder that group or others can enter is tightened to 0700, with a warning (its
+    /// files are 0600 already; the session file itself, if others can read it, is
+    /// refused by the store until a person has looked).
     pub(crate) fn ensure_dir(&self) -> Result<(), Failure> {
         for dir in [&self.root, &self.root.join("profiles"), &self.dir] {
             make_private_dir(dir)?;
         }
-        Ok(())
+        tighten(&self.dir)
     }
 
     /// The session store, its folder created first so that it is private.
@@ -248,6 +251,31 @@ fn read_text(path: &Path) -> Result<Option<String>, Failure> {
             path.display()
         ))),
     }
+}
+
+/// Makes an existing folder owner-only, saying so on stderr.
+#[allow(clippy::print_stderr, reason = "a warning the user must see")]
+fn tighten(dir: &Path) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = fs::metadata(dir) else {
+            return Ok(());
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| {
+                Failure::no_session(format!("cannot make {} private: {e}", dir.display()))
+            })?;
+            eprintln!(
+                "authmux: warning: the profile folder {} was open to group or others (mode {mode:o}); it is now 0700",
+                dir.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 fn make_private_dir(dir: &Path) -> Result<(), Failure> {

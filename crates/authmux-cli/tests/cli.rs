@@ -445,6 +445,54 @@ fn concurrent_token_processes_refresh_exactly_once() {
     }
 }
 
+#[test]
+fn a_logout_in_another_process_is_never_undone_by_a_refresh_in_flight() {
+    let linxio = FakeLinxio::builder().reuse_detection(true).start().unwrap();
+    let server = linxio.server();
+    let url = url_of(server.base_url());
+    let home = Home::new();
+    home.login("shared", "linxio", &url, ALICE_EMAIL);
+    // The server rotates at once but its answer takes 800 ms: meanwhile the user signs
+    // out in another process.
+    server.faults().push(
+        "POST /token/refresh",
+        Fault::DelayAnswer(Duration::from_millis(800)),
+    );
+    let refreshing = StdCommand::new(BIN)
+        .args(["--home"])
+        .arg(home.path())
+        .args(["--profile", "shared", "refresh"])
+        .env_remove("AUTHMUX_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.recorder().count("POST /token/refresh") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    home.cmd(&["--profile", "shared", "logout"])
+        .assert()
+        .success();
+    let refreshed = refreshing.wait_with_output().unwrap();
+    assert!(
+        !refreshed.status.success(),
+        "the refresh claimed success after a logout elsewhere: {}",
+        text(&refreshed.stdout)
+    );
+    // The logout stands: no process finds a session, and the file is gone.
+    assert!(!home.path().join("profiles/shared/session.json").exists());
+    home.cmd(&["--profile", "shared", "token"])
+        .assert()
+        .failure()
+        .stdout("");
+}
+
 // ----- dialect capabilities ----------------------------------------------------------
 
 #[test]

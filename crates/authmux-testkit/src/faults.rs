@@ -35,6 +35,10 @@ pub enum Fault {
     Status(u16),
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Handle the request at once (a refresh rotates its tokens, a logout revokes),
+    /// but send the answer only after this long: the window in which the client has
+    /// not yet heard of a change the server already made.
+    DelayAnswer(Duration),
     /// Close the connection without answering.
     DropConnection,
     /// `200` with a JSON content type and a body that is not valid JSON.

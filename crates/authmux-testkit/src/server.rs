@@ -593,6 +593,11 @@ impl Shared {
                 tokio::time::sleep(by).await;
                 Ok(into_http(answer(&self)))
             }
+            Some(Fault::DelayAnswer(by)) => {
+                let response = answer(&self);
+                tokio::time::sleep(by).await;
+                Ok(into_http(response))
+            }
             Some(Fault::DropConnection) => Err(ConnectionDropped),
             Some(Fault::MalformedJson) => Ok(into_http(FakeResponse::raw(
                 StatusCode::OK,
