@@ -493,6 +493,29 @@ fn a_logout_in_another_process_is_never_undone_by_a_refresh_in_flight() {
         .stdout("");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_profile_folder_open_to_others_is_tightened_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let linxio = FakeLinxio::start().unwrap();
+    let url = url_of(linxio.server().base_url());
+    let home = Home::new();
+    home.login("p", "linxio", &url, ALICE_EMAIL);
+    let folder = home.path().join("profiles/p");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = home.cmd(&["--profile", "p", "token"]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("was open to group or others"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
 // ----- dialect capabilities ----------------------------------------------------------
 
 #[test]
