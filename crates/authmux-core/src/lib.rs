@@ -21,8 +21,8 @@ pub mod strategies;
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AuthError, TransportErrorKind};
-pub use lifecycle::{Phase, RefreshWindow, SessionEvent};
-pub use manager::{ManagerBuilder, ManagerConfig, SessionManager};
+pub use lifecycle::{Phase, RefreshBackoff, RefreshWindow, SessionEvent};
+pub use manager::{KeepFresh, ManagerBuilder, ManagerConfig, SessionManager};
 pub use provider::{
     AuthProvider, Capabilities, DynAuthProvider, OAuth, OAuthProvider, PasswordChange,
     PasswordReset, SignInRecord, SignInSessions, Signup, SignupRequest,

@@ -16,6 +16,14 @@
 //! Active ── expired, cannot refresh ──▶ Expired ─────────────────────────┘
 //! ```
 //!
+//! Refresh-ahead: from the refresh point (the [`RefreshWindow`]) until expiry, a token
+//! wanted is handed out at once together with [`Action::RefreshAhead`] (start one
+//! refresh in the background); only callers whose token has expired (or was rejected
+//! by a 401) wait for a refresh. After a transient refresh failure, while the token is
+//! still valid, the next background attempt waits a jittered, growing delay
+//! ([`RefreshBackoff`]); once the token has expired, callers wait for one attempt and
+//! get its error.
+//!
 //! Rules the machine enforces (each is a property test in `tests/lifecycle_props.rs`):
 //! - An access token is handed out only before its expiry.
 //! - At most one refresh is in flight: `StartRefresh` is never emitted in `Refreshing`.
@@ -26,6 +34,7 @@
 //! - A transient refresh failure keeps the session.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::AuthError;
@@ -70,6 +79,39 @@ impl RefreshWindow {
         let lead = lead.mul_f64(1.0 + self.jitter.clamp(0.0, 1.0) * jitter_draw.clamp(0.0, 1.0));
         let lead = lead.min(lifetime / 2);
         Some(expires_at.checked_sub(lead).unwrap_or(expires_at))
+    }
+}
+
+/// How long to wait before the next background refresh after transient failures,
+/// while the token is still valid: the `n`-th consecutive failure waits
+/// `min(max, base * 2^(n-1))`, scaled by a jitter draw into `[50 %, 100 %]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshBackoff {
+    /// The first delay. Default 1 s.
+    pub base: Duration,
+    /// No delay is longer. Default 60 s.
+    pub max: Duration,
+}
+
+impl Default for RefreshBackoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RefreshBackoff {
+    /// The delay after `failures` consecutive failures (at least 1), given a jitter
+    /// draw in `[0, 1)`.
+    pub fn delay(&self, failures: u32, jitter_draw: f64) -> Duration {
+        let doubled = self
+            .base
+            .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(31)));
+        doubled
+            .min(self.max)
+            .mul_f64(0.5 + 0.5 * jitter_draw.clamp(0.0, 1.0))
     }
 }
 
@@ -198,6 +240,8 @@ pub enum Input {
         error: AuthError,
         /// The current time.
         now: SystemTime,
+        /// Jitter draw in `[0, 1)` for the backoff before the next background attempt.
+        jitter: f64,
     },
     /// Another process stored a newer session (read after taking the store lock, or
     /// found when a write lost its compare-and-swap).
@@ -222,8 +266,12 @@ pub enum Input {
 pub enum Action {
     /// Give this token to the caller.
     HandOut(AccessToken),
-    /// A refresh is needed: go through the single refresh pipeline.
+    /// A refresh is needed before a token can be handed out: go through the single
+    /// refresh pipeline and wait for it.
     NeedRefresh,
+    /// The token handed out is in its refresh window: start one refresh in the
+    /// background (through the same single pipeline); nobody waits for it.
+    RefreshAhead,
     /// Call the provider's refresh with this session (the pipeline owner only).
     StartRefresh(Session),
     /// Save this session to the store.
@@ -240,10 +288,15 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
     phase: Phase,
-    session: Option<Session>,
+    session: Option<Arc<Session>>,
     refresh_at: Option<SystemTime>,
+    /// No background refresh before this (backing off after transient failures).
+    retry_at: Option<SystemTime>,
+    /// Consecutive transient refresh failures.
+    failures: u32,
     can_refresh: bool,
     window: RefreshWindow,
+    backoff: RefreshBackoff,
     spent: BTreeSet<Fingerprint>,
 }
 
@@ -255,10 +308,20 @@ impl Lifecycle {
             phase: Phase::Anonymous,
             session: None,
             refresh_at: None,
+            retry_at: None,
+            failures: 0,
             can_refresh,
             window,
+            backoff: RefreshBackoff::default(),
             spent: BTreeSet::new(),
         }
+    }
+
+    /// The same machine with another backoff after transient refresh failures.
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: RefreshBackoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// The current phase.
@@ -268,7 +331,17 @@ impl Lifecycle {
 
     /// The current session, if signed in.
     pub fn session(&self) -> Option<&Session> {
+        self.session.as_deref()
+    }
+
+    /// The current session, shared (no copy).
+    pub fn session_arc(&self) -> Option<&Arc<Session>> {
         self.session.as_ref()
+    }
+
+    /// No background refresh is started before this time (after transient failures).
+    pub fn retry_at(&self) -> Option<SystemTime> {
+        self.retry_at
     }
 
     /// When a proactive refresh becomes due (`None`: never proactively).
@@ -277,14 +350,31 @@ impl Lifecycle {
     }
 
     /// Until when the current token may be handed out without asking the machine
-    /// again: the refresh point if the session can refresh, else its expiry. `None`
-    /// means "no limit known" (unknown expiry). Used by the manager's lock-free hot path.
+    /// again: the point where a background refresh becomes due (the refresh point, or
+    /// later while backing off), capped at the expiry; the expiry when no refresh can
+    /// start (none possible, or one already in flight). `None` means "no limit known"
+    /// (unknown expiry). Used by the manager's lock-free hot path.
     pub fn fresh_until(&self) -> Option<SystemTime> {
-        if self.can_refresh_now() {
-            self.refresh_at
-        } else {
-            self.session.as_ref().and_then(|s| s.tokens.expires_at)
+        let expires_at = self.usable_until();
+        if self.phase == Phase::Refreshing || !self.can_refresh_now() {
+            return expires_at;
         }
+        let due = match (self.refresh_at, self.retry_at) {
+            (Some(at), Some(retry)) => Some(at.max(retry)),
+            (at, None) => at,
+            (None, Some(_)) => None,
+        };
+        match (due, expires_at) {
+            (Some(due), Some(exp)) => Some(due.min(exp)),
+            (due, None) => due,
+            (None, exp) => exp,
+        }
+    }
+
+    /// Until when the current token may be handed out at all (its expiry); between
+    /// [`Lifecycle::fresh_until`] and this, it is handed out with a background refresh.
+    pub fn usable_until(&self) -> Option<SystemTime> {
+        self.session.as_ref().and_then(|s| s.tokens.expires_at)
     }
 
     /// Whether `fingerprint` belongs to a refresh token that was rotated away.
@@ -304,13 +394,17 @@ impl Lifecycle {
 
     fn install(&mut self, session: Session, jitter: f64) {
         self.refresh_at = self.window.refresh_at(&session.tokens, jitter);
-        self.session = Some(session);
+        self.session = Some(Arc::new(session));
         self.phase = Phase::Active;
+        self.retry_at = None;
+        self.failures = 0;
     }
 
     fn end(&mut self, phase: Phase) -> Vec<Action> {
         self.session = None;
         self.refresh_at = None;
+        self.retry_at = None;
+        self.failures = 0;
         self.phase = phase;
         vec![
             Action::ClearStore,
@@ -353,6 +447,8 @@ impl Lifecycle {
             Input::OtpRequired => {
                 self.session = None;
                 self.refresh_at = None;
+                self.retry_at = None;
+                self.failures = 0;
                 self.phase = Phase::AwaitingOtp;
                 vec![Action::Emit(SessionEvent::OtpRequired)]
             }
@@ -381,7 +477,9 @@ impl Lifecycle {
                 let Some(session) = &self.session else {
                     return vec![Action::Fail(self.no_session_error())];
                 };
-                if !forced && self.fresh_at(now) {
+                let valid = !session.tokens.is_expired_at(now);
+                let backing_off = self.retry_at.is_some_and(|at| now < at);
+                if !forced && valid && (self.fresh_at(now) || backing_off) {
                     return vec![Action::HandOut(session.tokens.access.clone())];
                 }
                 if !self.can_refresh {
@@ -398,8 +496,9 @@ impl Lifecycle {
                     }
                     return vec![Action::HandOut(session.tokens.access.clone())];
                 }
+                let session = Session::clone(session);
                 self.phase = Phase::Refreshing;
-                vec![Action::StartRefresh(session.clone())]
+                vec![Action::StartRefresh(session)]
             }
             Input::RefreshSucceeded {
                 session,
@@ -436,7 +535,7 @@ impl Lifecycle {
                     },
                 ]
             }
-            Input::RefreshFailed { error, now } => {
+            Input::RefreshFailed { error, now, jitter } => {
                 if self.phase != Phase::Refreshing {
                     return vec![Action::Fail(self.no_session_error())];
                 }
@@ -459,6 +558,8 @@ impl Lifecycle {
                     }
                     RefreshFailure::Transient => {
                         self.phase = Phase::Active;
+                        self.failures = self.failures.saturating_add(1);
+                        self.retry_at = Some(now + self.backoff.delay(self.failures, jitter));
                         let mut actions = vec![Action::Emit(SessionEvent::RefreshFailed {
                             error: error.clone(),
                             session_kept: true,
@@ -535,18 +636,25 @@ impl Lifecycle {
         let Some(session) = &self.session else {
             return vec![Action::Fail(self.no_session_error())];
         };
-        if self.fresh_at(now) {
-            return vec![Action::HandOut(session.tokens.access.clone())];
-        }
-        if self.phase == Phase::Refreshing || self.can_refresh_now() {
-            return vec![Action::NeedRefresh];
-        }
         if session.tokens.is_expired_at(now) {
+            if self.phase == Phase::Refreshing || self.can_refresh_now() {
+                return vec![Action::NeedRefresh];
+            }
             let mut actions = self.end(Phase::Expired);
             actions.push(Action::Fail(AuthError::SessionExpired));
             return actions;
         }
-        vec![Action::HandOut(session.tokens.access.clone())]
+        let token = Action::HandOut(session.tokens.access.clone());
+        if self.fresh_until().is_none_or(|until| now < until) {
+            return vec![token];
+        }
+        // In the refresh window, still valid: hand it out, and refresh in the
+        // background unless one is running, none is possible, or it is backing off.
+        let backing_off = self.retry_at.is_some_and(|at| now < at);
+        if self.phase == Phase::Refreshing || !self.can_refresh_now() || backing_off {
+            return vec![token];
+        }
+        vec![token, Action::RefreshAhead]
     }
 }
 
@@ -635,8 +743,16 @@ mod tests {
             handed_out(&m.step(Input::TokenWanted { now: t(100) })),
             Some("a1")
         );
+        // In the window: the still-valid token at once, and one background refresh.
+        let actions = m.step(Input::TokenWanted { now: t(850) });
+        assert_eq!(handed_out(&actions), Some("a1"));
         assert!(matches!(
-            m.step(Input::TokenWanted { now: t(850) })[..],
+            actions[..],
+            [Action::HandOut(_), Action::RefreshAhead]
+        ));
+        // Past expiry, callers wait for a refresh.
+        assert!(matches!(
+            m.step(Input::TokenWanted { now: t(900) })[..],
             [Action::NeedRefresh]
         ));
         let actions = m.step(Input::BeginRefresh {
@@ -678,6 +794,7 @@ mod tests {
         let actions = m.step(Input::RefreshFailed {
             error: AuthError::Timeout,
             now: t(850),
+            jitter: 0.5,
         });
         assert_eq!(handed_out(&actions), Some("a1"));
         assert_eq!(m.phase(), Phase::Active);
@@ -689,6 +806,7 @@ mod tests {
         let actions = m.step(Input::RefreshFailed {
             error: AuthError::Timeout,
             now: t(901),
+            jitter: 0.5,
         });
         assert!(matches!(
             actions.last(),
@@ -702,6 +820,7 @@ mod tests {
         let actions = m.step(Input::RefreshFailed {
             error: AuthError::RefreshRejected,
             now: t(902),
+            jitter: 0.5,
         });
         assert!(actions.iter().any(|a| matches!(a, Action::ClearStore)));
         assert!(matches!(

@@ -56,7 +56,9 @@ use tokio::sync::broadcast;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
-use crate::lifecycle::{Action, Input, Lifecycle, Phase, RefreshWindow, SessionEvent};
+use crate::lifecycle::{
+    Action, Input, Lifecycle, Phase, RefreshBackoff, RefreshWindow, SessionEvent,
+};
 use crate::provider::AuthProvider;
 use crate::retry::{RetryPolicy, clone_request, send_with_retry};
 use crate::secret::{AccessToken, Fingerprint, OtpCode};
@@ -69,8 +71,12 @@ use crate::token::TokenSet;
 /// Settings of a [`SessionManager`].
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
-    /// When to refresh proactively.
+    /// When to refresh proactively (in the background: nobody waits while the token
+    /// is valid).
     pub refresh_window: RefreshWindow,
+    /// How long to wait between background refresh attempts after transient failures
+    /// while the token is still valid.
+    pub backoff: RefreshBackoff,
     /// Retries of idempotent authorized requests.
     pub retry: RetryPolicy,
     /// How many events a slow subscriber may fall behind before it misses some.
@@ -89,6 +95,7 @@ impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
             refresh_window: RefreshWindow::default(),
+            backoff: RefreshBackoff::default(),
             retry: RetryPolicy::default(),
             event_capacity: 64,
             store_lock_timeout: Duration::from_secs(35),
@@ -101,7 +108,25 @@ impl Default for ManagerConfig {
 #[derive(Debug)]
 struct Hot {
     session: Arc<Session>,
+    /// Before this, hand the token out; from it until `usable_until`, hand it out and
+    /// start one background refresh.
     fresh_until: Option<SystemTime>,
+    /// The token's expiry: from here on, only the slow path decides.
+    usable_until: Option<SystemTime>,
+}
+
+impl Hot {
+    /// Whether the token may be handed out at `now`, and whether a background refresh
+    /// is due.
+    fn judge(&self, now: SystemTime) -> Option<bool> {
+        if self.fresh_until.is_none_or(|until| now < until) {
+            Some(false)
+        } else if self.usable_until.is_none_or(|until| now < until) {
+            Some(true)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -142,6 +167,8 @@ thread_local! {
 enum Reason {
     /// The token is in its refresh window or expired.
     Due,
+    /// A background refresh in the window (nobody waits for it).
+    Ahead,
     /// The caller asked explicitly.
     Explicit,
     /// The server rejected this access token with 401.
@@ -204,7 +231,10 @@ struct Inner {
     dirty: AtomicBool,
     /// A background save of a dirty session is running.
     flushing: AtomicBool,
-    events: broadcast::Sender<SessionEvent>,
+    /// Created on the first `subscribe`, so an idle manager allocates no event buffer.
+    events: std::sync::OnceLock<broadcast::Sender<SessionEvent>>,
+    /// A background (refresh-ahead) run is in flight.
+    ahead: AtomicBool,
     /// Publishes `completed` to callers waiting for a run in flight.
     done: tokio::sync::watch::Sender<u64>,
 }
@@ -238,6 +268,25 @@ impl std::fmt::Debug for SessionManager {
             .field("store", &self.inner.store)
             .field("phase", &self.phase())
             .finish_non_exhaustive()
+    }
+}
+
+/// The keep-fresh task of [`SessionManager::keep_fresh`]; dropping this stops it.
+#[derive(Debug)]
+pub struct KeepFresh {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepFresh {
+    /// Whether the task still runs (it ends when the session ends).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for KeepFresh {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -311,11 +360,11 @@ impl ManagerBuilder {
     /// The manager, with no session yet (see [`SessionManager::restore`]).
     pub fn build(self) -> SessionManager {
         let can_refresh = self.provider.capabilities().refresh;
-        let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
         SessionManager {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    lifecycle: Lifecycle::new(can_refresh, self.config.refresh_window),
+                    lifecycle: Lifecycle::new(can_refresh, self.config.refresh_window)
+                        .with_backoff(self.config.backoff),
                     version: None,
                     challenge: None,
                     dirty_lock: None,
@@ -333,7 +382,8 @@ impl ManagerBuilder {
                 last_error: Mutex::new(None),
                 dirty: AtomicBool::new(false),
                 flushing: AtomicBool::new(false),
-                events,
+                events: std::sync::OnceLock::new(),
+                ahead: AtomicBool::new(false),
                 done: tokio::sync::watch::Sender::new(0),
             }),
         }
@@ -376,7 +426,18 @@ impl SessionManager {
 
     /// Subscribes to session events. Events are sent after every lock is released.
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
-        self.inner.events.subscribe()
+        self.inner
+            .events
+            .get_or_init(|| broadcast::channel(self.inner.config.event_capacity.max(1)).0)
+            .subscribe()
+    }
+
+    /// Sends an event to subscribers, if any ever subscribed.
+    fn emit(&self, event: SessionEvent) {
+        if let Some(events) = self.inner.events.get() {
+            // No receivers is fine; the channel never blocks.
+            let _ = events.send(event);
+        }
     }
 
     /// The lifecycle phase.
@@ -557,19 +618,22 @@ impl SessionManager {
             let slot = cache
                 .as_ref()
                 .filter(|slot| slot.manager == key && slot.generation == generation)?;
-            slot.fresh_until
-                .is_none_or(|until| self.inner.clock.now() < until)
-                .then(|| slot.token.clone())
+            let now = self.inner.clock.now();
+            if slot.fresh_until.is_none_or(|until| now < until) {
+                return Some(slot.token.clone());
+            }
+            None
         });
         if hit.is_some() {
             return hit;
         }
         let hot = self.inner.hot.load_full()?;
-        if hot
-            .fresh_until
-            .is_some_and(|until| self.inner.clock.now() >= until)
-        {
-            return None;
+        let ahead = hot.judge(self.inner.clock.now())?;
+        if ahead {
+            // In the refresh window: the token is still good; one refresh starts in the
+            // background and nobody waits for it.
+            self.refresh_ahead();
+            return Some(hot.session.tokens.access.clone());
         }
         let token = hot.session.tokens.access.clone();
         HOT_CACHE.with(|cache| {
@@ -583,6 +647,81 @@ impl SessionManager {
             });
         });
         Some(token)
+    }
+
+    /// Starts one background refresh (refresh-ahead) unless one is running. Needs a
+    /// tokio runtime; without one, nothing starts (the token is still valid, and the
+    /// next call on a runtime starts it).
+    fn refresh_ahead(&self) {
+        if self.inner.ahead.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.ahead.store(false, Ordering::Release);
+            return;
+        };
+        let me = self.clone();
+        runtime.spawn(async move {
+            let observed = me.inner.completed.load(Ordering::SeqCst);
+            // Its outcome reaches callers through the state (new tokens, or a backoff
+            // after a failure, reported as an event).
+            let _ = me.run_or_join(observed, Reason::Ahead).await;
+            me.inner.ahead.store(false, Ordering::Release);
+        });
+    }
+
+    /// Keeps the session fresh with no calls at all (for long idle periods): a task
+    /// that refreshes at the refresh window, as a call would, and follows the session
+    /// (adoptions, backoff after failures). It stops when the returned handle is dropped
+    /// or the session ends (sign-out, rejection, expiry). Needs a tokio runtime.
+    pub fn keep_fresh(&self) -> Result<KeepFresh, AuthError> {
+        /// The longest sleep, so the task follows changes it is not woken for (a
+        /// session adopted from another process, a clock that jumps).
+        const POLL: Duration = Duration::from_secs(1);
+        require_runtime()?;
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if matches!(me.phase(), Phase::SignedOut | Phase::Expired) {
+                    return;
+                }
+                let now = me.inner.clock.now();
+                let hot = me.inner.hot.load_full();
+                let wait = match hot.as_deref().map(|hot| (hot.judge(now), hot.fresh_until)) {
+                    Some((Some(false), until)) => {
+                        until.map_or(POLL, |until| until.duration_since(now).unwrap_or_default())
+                    }
+                    // Due (in the window, or expired): refresh now.
+                    Some((_, _)) => {
+                        let observed = me.inner.completed.load(Ordering::SeqCst);
+                        let _ = me.run_or_join(observed, Reason::Ahead).await;
+                        let state = lock(&me.inner.state);
+                        // After a failure, wait for the backoff instead of retrying at once.
+                        state.lifecycle.retry_at().map_or(Duration::ZERO, |at| {
+                            at.duration_since(me.inner.clock.now()).unwrap_or_default()
+                        })
+                    }
+                    // Not signed in yet, or refreshing: look again shortly.
+                    None => POLL,
+                };
+                tokio::time::sleep(wait.min(POLL)).await;
+            }
+        });
+        Ok(KeepFresh { task })
+    }
+
+    /// Waits until no refresh runs, in the background or otherwise (for tests and
+    /// orderly shutdowns: a background refresh's outcome is then in the state).
+    pub async fn idle(&self) {
+        loop {
+            if !self.inner.ahead.load(Ordering::Acquire) {
+                drop(self.inner.gate.lock().await);
+                if !self.inner.ahead.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Refreshes now (joining a refresh already in flight) and returns the new token.
@@ -689,10 +828,11 @@ impl SessionManager {
     /// [`AuthProvider::authorize`]; the hot path (a fresh token) takes no lock.
     pub async fn usable_session(&self) -> Result<Arc<Session>, AuthError> {
         if let Some(hot) = self.inner.hot.load().as_ref()
-            && hot
-                .fresh_until
-                .is_none_or(|until| self.inner.clock.now() < until)
+            && let Some(ahead) = hot.judge(self.inner.clock.now())
         {
+            if ahead {
+                self.refresh_ahead();
+            }
             self.flush_if_dirty();
             return Ok(Arc::clone(&hot.session));
         }
@@ -731,7 +871,7 @@ impl SessionManager {
             let now = self.inner.clock.now();
             let input = match reason {
                 Reason::Unauthorized(rejected) => Input::Unauthorized { now, rejected },
-                Reason::Due | Reason::Explicit => Input::TokenWanted { now },
+                Reason::Due | Reason::Ahead | Reason::Explicit => Input::TokenWanted { now },
             };
             let actions = self.step(input);
             match self.perform(actions).await {
@@ -853,7 +993,7 @@ impl SessionManager {
         }
         self.sync_from_store().await?;
         let forced = match reason {
-            Reason::Due => false,
+            Reason::Due | Reason::Ahead => false,
             Reason::Explicit => true,
             Reason::Unauthorized(rejected) => match self.session() {
                 // Adopted or refreshed since: the rejected token is already replaced.
@@ -887,6 +1027,7 @@ impl SessionManager {
                 Input::RefreshFailed {
                     error,
                     now: self.inner.clock.now(),
+                    jitter: fastrand::f64(),
                 }
             }
         };
@@ -1231,7 +1372,7 @@ impl SessionManager {
                 match action {
                     Action::ClearStore => cleared = me.clear_store(session.as_ref()).await,
                     Action::Emit(event) => {
-                        let _ = me.inner.events.send(event);
+                        me.emit(event);
                     }
                     _ => {}
                 }
@@ -1264,10 +1405,11 @@ impl SessionManager {
     /// Keeps the hot-path snapshot equal to the machine's state (called under the state
     /// lock, so snapshots are published in order).
     fn publish_hot(&self, lifecycle: &Lifecycle) {
-        let hot = match (lifecycle.phase(), lifecycle.session()) {
-            (Phase::Active, Some(session)) => Some(Arc::new(Hot {
-                session: Arc::new(session.clone()),
+        let hot = match (lifecycle.phase(), lifecycle.session_arc()) {
+            (Phase::Active | Phase::Refreshing, Some(session)) => Some(Arc::new(Hot {
+                session: Arc::clone(session),
                 fresh_until: lifecycle.fresh_until(),
+                usable_until: lifecycle.usable_until(),
             })),
             _ => None,
         };
@@ -1292,11 +1434,11 @@ impl SessionManager {
                     }
                 }
                 Action::Emit(event) => {
-                    // No receivers is fine; the channel never blocks.
-                    let _ = self.inner.events.send(event);
+                    self.emit(event);
                 }
                 Action::HandOut(_) => next = Next::Token,
                 Action::NeedRefresh => next = Next::Refresh,
+                Action::RefreshAhead => self.refresh_ahead(),
                 Action::StartRefresh(session) => next = Next::Start(Box::new(session)),
                 Action::Fail(e) => next = Next::Fail(e),
             }
@@ -1398,10 +1540,11 @@ impl Drop for Unfinished<'_> {
         for action in manager.step(Input::RefreshFailed {
             error: error.clone(),
             now,
+            jitter: fastrand::f64(),
         }) {
             // A transient failure changes no store; only events remain to be sent.
             if let Action::Emit(event) = action {
-                let _ = manager.inner.events.send(event);
+                manager.emit(event);
             }
         }
         manager.complete_run(Some(error));
@@ -1416,17 +1559,20 @@ fn resolve_against(
 ) -> Result<Request<Bytes>, AuthError> {
     let base = &session.base_url;
     if request.uri().scheme().is_none() && request.uri().authority().is_none() {
-        let path = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let joined = crate::wire::endpoint(base, path.split('?').next().unwrap_or("/"));
-        let mut joined = joined.to_string();
-        if let Some(query) = request.uri().query() {
-            joined.push('?');
-            joined.push_str(query);
+        // One string and one parse per request: the base's origin and path prefix,
+        // then the request's path and query as given (the base's own query dropped).
+        let origin_and_prefix = match base.query() {
+            Some(_) => &base.as_str()[..base.as_str().find('?').unwrap_or(base.as_str().len())],
+            None => base.as_str(),
         }
+        .trim_end_matches('/');
+        let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let mut joined = String::with_capacity(origin_and_prefix.len() + path_and_query.len() + 1);
+        joined.push_str(origin_and_prefix);
+        if !path_and_query.starts_with('/') {
+            joined.push('/');
+        }
+        joined.push_str(path_and_query);
         *request.uri_mut() = joined
             .parse::<Uri>()
             .map_err(|_| AuthError::validation("uri", "invalid request URI"))?;

@@ -132,7 +132,7 @@ proptest! {
                 }
                 MachineOp::Fail { rejected } => Input::RefreshFailed {
                     error: if rejected { AuthError::RefreshRejected } else { AuthError::Timeout },
-                    now: model.now,
+                    now: model.now, jitter: 0.5
                 },
                 MachineOp::Adopt => {
                     let r = Some(model.refresh_token());
@@ -219,6 +219,7 @@ fn run_script(script: Vec<LifecycleOp>) -> Result<(), TestCaseError> {
                 .session()
                 .is_some_and(|s| !s.tokens.is_expired_at(now));
             let mut results = Vec::new();
+            let rejections_before = provider.record().rejections;
             match op {
                 LifecycleOp::Advance(d) => clock.advance(d),
                 LifecycleOp::WantToken { callers } => {
@@ -281,6 +282,12 @@ fn run_script(script: Vec<LifecycleOp>) -> Result<(), TestCaseError> {
                     manager.login(&credentials).await.unwrap();
                     may_be_gone = false;
                 }
+            }
+            // A background refresh (refresh-ahead) may still run: let it land, and
+            // note a rejection it met (its callers got the still-valid token).
+            manager.idle().await;
+            if provider.record().rejections > rejections_before {
+                may_be_gone = true;
             }
             let now = authmux_core::Clock::now(&clock);
             for result in &results {

@@ -60,9 +60,9 @@ async fn login_persists_and_hot_path_needs_no_refresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_callers_in_the_window_cause_exactly_one_refresh() {
+async fn concurrent_callers_in_the_window_get_the_valid_token_and_one_background_refresh() {
     let (clock, mut provider, _, store) = setup();
-    provider.refresh_delay = Duration::from_millis(20);
+    provider.refresh_delay = Duration::from_millis(200);
     let manager = SessionManager::builder(Arc::new(provider.clone()))
         .store(store)
         .clock(clock.clone())
@@ -80,9 +80,14 @@ async fn concurrent_callers_in_the_window_cause_exactly_one_refresh() {
     for t in tasks {
         tokens.push(t.await.unwrap().unwrap());
     }
+    // Nobody waited for the 200 ms refresh: everyone got the still-valid token ...
+    assert!(tokens.iter().all(|t| *t == old));
+    // ... and exactly one refresh ran in the background.
+    manager.idle().await;
     assert_eq!(provider.record().refresh_calls, 1);
-    assert!(tokens.iter().all(|t| *t == tokens[0]));
-    assert_ne!(tokens[0], old);
+    let new = manager.access_token().await.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(provider.record().refresh_calls, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,16 +173,24 @@ async fn rejection_ends_the_session_and_clears_the_store() {
     login(&manager).await;
     provider.script([RefreshAnswer::Reject]);
     clock.advance(Duration::from_secs(895));
-    assert!(matches!(
-        manager.access_token().await,
-        Err(AuthError::RefreshRejected)
-    ));
+    // In the window the still-valid token is handed out; the background refresh is
+    // refused and ends the session.
+    assert!(manager.access_token().await.is_ok());
+    manager.idle().await;
     assert!(store.load().await.unwrap().is_none());
     assert!(matches!(
         manager.access_token().await,
         Err(AuthError::NotSignedIn)
     ));
     assert_eq!(manager.phase(), Phase::SignedOut);
+    // Past expiry, a refused refresh is the caller's error.
+    login(&manager).await;
+    provider.script([RefreshAnswer::Reject]);
+    clock.advance(Duration::from_secs(1_000));
+    assert!(matches!(
+        manager.access_token().await,
+        Err(AuthError::RefreshRejected)
+    ));
     let mut seen = Vec::new();
     while let Ok(e) = events.try_recv() {
         seen.push(e);
@@ -194,21 +207,43 @@ async fn rejection_ends_the_session_and_clears_the_store() {
 }
 
 #[tokio::test]
-async fn transient_failure_keeps_a_valid_session_and_is_not_cached() {
-    let (clock, provider, manager, store) = setup();
+async fn transient_failures_back_off_while_the_token_is_valid() {
+    let (clock, provider, _, store) = setup();
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store.clone())
+        .clock(clock.clone())
+        .config(authmux_core::ManagerConfig {
+            backoff: authmux_core::RefreshBackoff {
+                base: Duration::from_secs(2),
+                max: Duration::from_secs(2),
+            },
+            ..authmux_core::ManagerConfig::default()
+        })
+        .build();
     login(&manager).await;
     let old = manager.access_token().await.unwrap();
     provider.script([RefreshAnswer::Transient]);
-    clock.advance(Duration::from_secs(895)); // in the window, still valid
-    // The refresh fails, but the still-valid token is handed out.
+    clock.advance(Duration::from_secs(880)); // in the window, still valid
+    // The background refresh fails; the still-valid token is handed out.
     assert_eq!(manager.access_token().await.unwrap(), old);
+    manager.idle().await;
     assert_eq!(provider.record().refresh_calls, 1);
     assert!(store.load().await.unwrap().is_some());
-    // Next call tries again (the failure was not cached) and succeeds.
+    // While backing off, calls neither wait nor start new refreshes.
+    for _ in 0..5 {
+        assert_eq!(manager.access_token().await.unwrap(), old);
+        manager.idle().await;
+    }
+    assert_eq!(provider.record().refresh_calls, 1);
+    // After the backoff, the next call tries again (in the background) and succeeds.
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(manager.access_token().await.unwrap(), old);
+    manager.idle().await;
+    assert_eq!(provider.record().refresh_calls, 2);
     let new = manager.access_token().await.unwrap();
     assert_ne!(new, old);
-    assert_eq!(provider.record().refresh_calls, 2);
-    // Past expiry, a transient failure is returned as such; the session stays.
+    // Past expiry, a caller waits for one attempt and gets its typed error; the
+    // session stays.
     provider.script([RefreshAnswer::Transient]);
     clock.advance(Duration::from_secs(2_000));
     assert!(matches!(
@@ -289,15 +324,23 @@ async fn two_managers_sharing_a_store_never_refresh_with_the_same_token() {
         .build();
     b.restore().await.unwrap();
     clock.advance(Duration::from_secs(895));
+    a.access_token().await.unwrap();
+    a.idle().await; // a's background refresh lands
     let ta = a.access_token().await.unwrap();
     // b still holds the old refresh token in memory; it must adopt a's result.
+    b.access_token().await.unwrap();
+    b.idle().await;
     let tb = b.access_token().await.unwrap();
     assert_eq!(ta, tb);
     assert_eq!(provider.record().refresh_calls, 1);
     assert_eq!(provider.record().spent_presented, 0);
-    // Logging out in one ends the other at its next refresh.
+    // Logging out in one ends the other at its next refresh (in the background while
+    // its token is still valid).
     a.logout().await.unwrap();
     clock.advance(Duration::from_secs(895));
+    let _ = b.access_token().await;
+    b.idle().await;
+    assert!(b.session().is_none());
     assert!(matches!(
         b.access_token().await,
         Err(AuthError::NotSignedIn)
@@ -529,4 +572,42 @@ async fn a_cancelled_logout_still_ends_the_session_here_and_on_the_server() {
     // The server call goes on and revokes the session there too.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(provider.record().logouts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_fresh_refreshes_an_idle_session_and_stops_with_its_handle_or_the_session() {
+    let (clock, provider, manager, _) = setup();
+    login(&manager).await;
+    let handle = manager.keep_fresh().unwrap();
+    // No calls at all: the task refreshes once the window opens.
+    clock.advance(Duration::from_secs(890));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while provider.record().refresh_calls < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keep_fresh never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    manager.idle().await;
+    // Fresh again: it waits for the next window instead of refreshing again.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert!(handle.is_running());
+    // Dropped: no more refreshes, even in the next window.
+    drop(handle);
+    clock.advance(Duration::from_secs(890));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(provider.record().refresh_calls, 1);
+    // A new one stops by itself when the session ends.
+    let handle = manager.keep_fresh().unwrap();
+    manager.logout().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while handle.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keep_fresh outlived the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

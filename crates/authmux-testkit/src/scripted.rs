@@ -58,6 +58,8 @@ pub struct Record {
     pub live_refresh: HashSet<String>,
     pub dead_refresh: HashSet<String>,
     pub logouts: usize,
+    /// Refreshes answered with a definitive refusal (scripted, or a dead token).
+    pub rejections: usize,
     pub api_calls: usize,
     /// Access tokens the resource server must answer 401 to once.
     pub reject_once: HashSet<String>,
@@ -230,6 +232,9 @@ impl AuthProvider for ScriptedProvider {
                 .record()
                 .live_refresh
                 .contains(presented.expose_secret());
+            if !live || matches!(answer, RefreshAnswer::Reject) {
+                self.record().rejections += 1;
+            }
             match answer {
                 _ if !live => Err(AuthError::RefreshRejected),
                 RefreshAnswer::Transient => Err(AuthError::Timeout),
