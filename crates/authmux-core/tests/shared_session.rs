@@ -342,3 +342,30 @@ impl authmux_core::AuthProvider for HangingApi {
         self.0.current_user(s).await
     }
 }
+
+/// Issue 18's core bug: a refresh whose token is already expired on arrival (a zero
+/// lifetime, or a server clock behind) is kept for its refresh token but never handed
+/// out; the caller gets a typed error, without a loop.
+#[tokio::test]
+async fn a_token_expired_on_arrival_is_never_handed_out() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let mut provider = Scripted::new(clock.clone());
+    let manager = manager_over(&provider, MemoryStore::new());
+    manager.login(&credentials()).await.unwrap();
+    // From now on the server issues tokens that are expired when they arrive.
+    provider.lifetime = Some(Duration::ZERO);
+    let zero = SessionManager::builder(Arc::new(provider.clone()))
+        .clock(clock.clone())
+        .build();
+    zero.sign_in_with(manager.session().unwrap()).await.unwrap();
+    clock.advance(Duration::from_secs(1_000));
+    let err = zero.access_token().await.unwrap_err();
+    assert!(matches!(err, AuthError::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("expired on arrival"), "{err}");
+    // Exactly one refresh for that call (no loop), and the rotated refresh token is
+    // kept: the next call refreshes with it, not with the spent one.
+    assert_eq!(provider.record().refresh_calls, 1);
+    let _ = zero.access_token().await;
+    assert_eq!(provider.record().refresh_calls, 2);
+    assert_eq!(provider.record().spent_presented, 0);
+}
