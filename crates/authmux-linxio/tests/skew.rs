@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authmux_core::{
-    AuthProvider, Clock, Credentials, LoginOutcome, ManualClock, Phase, RefreshWindow,
-    RetryPolicy, SessionManager,
+    AuthProvider, Clock, Credentials, LoginOutcome, ManualClock, Phase, RefreshWindow, RetryPolicy,
+    SessionManager,
 };
 use authmux_linxio::{LinxioConfig, LinxioProvider};
 use authmux_testkit::linxio::{ExpiryStyle, FakeLinxio, endpoints};
