@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use authmux_testkit::directus::{AuthProvider as SsoProvider, FakeDirectus};
-use authmux_testkit::linxio::endpoints as linxio_endpoints;
+use authmux_testkit::linxio::{ExpiryStyle, endpoints as linxio_endpoints};
 use authmux_testkit::users::{
     ALICE_EMAIL, DEFAULT_PASSWORD, FORBIDDEN_EMAIL, OTP_CODE, OTP_EMAIL, SUSPENDED_EMAIL, User,
 };
@@ -256,6 +256,43 @@ fn linxio_session_from_login_to_logout() {
         .assert()
         .success()
         .stdout(predicate::str::contains(ALICE_EMAIL));
+}
+
+#[test]
+fn token_ignores_a_server_clock_ten_minutes_off() {
+    // The measured defect: with the server 10 minutes behind, every `authmux token`
+    // refreshed (the token looked expired on arrival); 10 minutes ahead, the token was
+    // believed valid 10 minutes past its real expiry. Both Linxio expiry forms.
+    for style in [ExpiryStyle::ExpireAtAndExp, ExpiryStyle::ExpOnly] {
+        for offset in [-600_000, 600_000] {
+            let fake = FakeLinxio::builder().expiry(style).start().unwrap();
+            fake.set_clock_offset_millis(offset);
+            let home = Home::new();
+            home.login("default", "linxio", &url_of(fake.base_url()), ALICE_EMAIL);
+            let first = home.access_token("default");
+            for _ in 0..3 {
+                let out = home.cmd(&["token"]).assert().success().get_output().clone();
+                assert_eq!(text(&out.stdout).trim_end(), first, "{style:?} {offset}");
+            }
+            assert_eq!(
+                fake.recorder().count(linxio_endpoints::REFRESH),
+                0,
+                "{style:?}, server {offset} ms off"
+            );
+            let out = home
+                .cmd(&["status", "--json"])
+                .assert()
+                .success()
+                .get_output()
+                .clone();
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            // The server's 900 s, on the local clock (a few seconds for the commands).
+            let left = status["expires_in_secs"].as_i64().unwrap();
+            assert!((880..=900).contains(&left), "{style:?} {offset}: {left} s");
+            home.cmd(&["whoami"]).assert().success();
+            assert_eq!(fake.recorder().count(linxio_endpoints::REFRESH), 0);
+        }
+    }
 }
 
 #[test]

@@ -5,12 +5,57 @@
 //! (Directus `expires`, in milliseconds), the JWT's `exp` claim. With none, the expiry
 //! is unknown and the token is refreshed only when the server answers 401.
 //!
+//! # Clock skew: expiry on the local clock
+//!
+//! `expires_at` is always a time on the CLIENT's clock, because that is the clock the
+//! session manager compares it with. A server's absolute time (`expireAt`, a JWT's
+//! `exp`) is on the SERVER's clock; read as is, a server 10 minutes behind makes every
+//! token look expired on arrival, and a server 10 minutes ahead makes the client hand
+//! out tokens the server already refuses. So a token the server has just issued is
+//! built with [`TokenSet::issued`], which turns the server's statement into a lifetime
+//! measured on the server's own clock and counts it from the local time the answer was
+//! received (`received_at`):
+//!
+//! | the server states | local `expires_at` |
+//! |---|---|
+//! | a lifetime `d` ([`Expiry::In`]) | `received_at + d` (no clock involved) |
+//! | an absolute time `abs` ([`Expiry::At`]), answer with a `Date` header | `received_at + (abs - date)` |
+//! | an absolute time `abs`, no `Date` header | `abs` as is |
+//! | nothing, the token is a JWT with `exp` and `iat` | `received_at + (exp - iat)` |
+//! | nothing, a JWT with `exp` but no `iat`, answer with a `Date` header | `received_at + (exp - date)` |
+//! | nothing, a JWT with `exp` only, no `Date` header | `exp` as is |
+//! | nothing else | unknown |
+//!
+//! A lifetime that comes out negative counts as zero (the token is expired on arrival,
+//! and the server said so). `issued_at` is `received_at`. [`server_date`] reads the
+//! `Date` header. A JWT's `iat` is preferred to `Date` because it is the clock that
+//! computed `exp` (a `Date` may come from a proxy in front of the server).
+//!
+//! Limits of the rule:
+//! - **Resolution and transit.** `Date`, `iat` and `exp` count whole seconds, and the
+//!   lifetime is counted from when the answer arrived, not when the server wrote it. The
+//!   local expiry can therefore be up to about one second plus the answer's transit
+//!   time later than the server's; the manager's proactive refresh window (at least
+//!   60 s by default, at most half the lifetime) is far wider.
+//! - **No server time, no correction.** An answer without a `Date` header and a token
+//!   without `iat` leave the server's absolute time as is: skewed clocks then give the
+//!   behaviours above.
+//! - **Kept tokens are read as they are.** Tokens the caller kept ([`TokenSet::new`]:
+//!   hydration, `AuthProvider::session_from_tokens`, a restored old token) come with no
+//!   fresh server time: their `exp` is used as is. A JWT's `iat` cannot stand for
+//!   "now" there (the token may be hours old), so no correction is possible. Sessions
+//!   the manager stored keep the local `expires_at` computed when they were issued.
+//! - **The server's time is trusted.** A `Date` or `iat` that is wrong (not merely
+//!   skewed) gives a wrong lifetime; a 401 still ends it (refresh and replay).
+//!
 //! Reading `exp`/`iat` from a JWT is done WITHOUT verifying its signature
 //! ([`jwt_hint`]): the client cannot verify it anyway, and the values are only a hint
 //! about when to refresh, never a trust decision.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::HeaderMap;
+use http::header::DATE;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::{AccessToken, RefreshToken};
@@ -44,9 +89,13 @@ pub enum Expiry {
 }
 
 impl TokenSet {
-    /// Builds a token set received at `now`, resolving the expiry in the documented
-    /// order: the server's absolute time, else its relative lifetime, else the JWT's
-    /// `exp`, else unknown.
+    /// Builds a token set from tokens the caller KEPT (hydration, a restored session,
+    /// `AuthProvider::session_from_tokens`), stamped `now`: the expiry is resolved in
+    /// the documented order (the server's absolute time, else its relative lifetime
+    /// counted from `now`, else the JWT's `exp`, else unknown) and absolute times are
+    /// taken as they are, with no clock-skew correction (there is no fresh server time
+    /// to correct with; see the module docs). For tokens the server has just issued,
+    /// use [`TokenSet::issued`].
     pub fn new(
         access: AccessToken,
         refresh: Option<RefreshToken>,
@@ -66,6 +115,62 @@ impl TokenSet {
         }
     }
 
+    /// Builds a token set the server has just ISSUED in an answer received at
+    /// `received_at` (local clock), mapping the server's expiry onto the local clock
+    /// with the server's own time (see the module docs for the rule and its limits):
+    /// `server_date` is the answer's `Date` header ([`server_date`]), `None` when it
+    /// has none (or the token did not come in an HTTP answer).
+    ///
+    /// ```
+    /// use authmux_core::{AccessToken, Expiry, TokenSet};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let received_at = SystemTime::now();
+    /// // The server's clock is 10 minutes behind ours; it says the token expires 20 s
+    /// // after its own "now".
+    /// let server_now = received_at - Duration::from_secs(600);
+    /// let tokens = TokenSet::issued(
+    ///     AccessToken::new("opaque"),
+    ///     None,
+    ///     Expiry::At(server_now + Duration::from_secs(20)),
+    ///     received_at,
+    ///     Some(server_now),
+    /// );
+    /// assert_eq!(tokens.expires_at, Some(received_at + Duration::from_secs(20)));
+    /// assert_eq!(tokens.lifetime(), Some(Duration::from_secs(20)));
+    /// ```
+    pub fn issued(
+        access: AccessToken,
+        refresh: Option<RefreshToken>,
+        expiry: Expiry,
+        received_at: SystemTime,
+        server_date: Option<SystemTime>,
+    ) -> Self {
+        // `abs`, a time on the server's clock, seen from the local clock given the
+        // server's "now" (`anchor`) at about the time the answer was received.
+        let localize = |abs: SystemTime, anchor: Option<SystemTime>| match anchor {
+            Some(anchor) => {
+                let lifetime = abs.duration_since(anchor).unwrap_or(Duration::ZERO);
+                received_at.checked_add(lifetime).unwrap_or(abs)
+            }
+            None => abs,
+        };
+        let expires_at = match expiry {
+            Expiry::At(at) => Some(localize(at, server_date)),
+            Expiry::In(lifetime) => received_at.checked_add(lifetime),
+            Expiry::Unstated => jwt_hint(access.expose_secret()).and_then(|hint| {
+                let exp = hint.expires_at?;
+                Some(localize(exp, hint.issued_at.or(server_date)))
+            }),
+        };
+        Self {
+            access,
+            refresh,
+            expires_at,
+            issued_at: received_at,
+        }
+    }
+
     /// The lifetime the server granted, when the expiry is known and after issuance.
     pub fn lifetime(&self) -> Option<Duration> {
         self.expires_at?.duration_since(self.issued_at).ok()
@@ -75,6 +180,26 @@ impl TokenSet {
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
     }
+}
+
+/// The server's time when it wrote an answer: its `Date` header (RFC 9110 §6.6.1; the
+/// IMF-fixdate form servers send, and the two obsolete forms recipients must accept).
+/// `None` when the header is absent or not a date. Give it to [`TokenSet::issued`].
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, header::DATE};
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(DATE, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+/// assert_eq!(
+///     authmux_core::token::server_date(&headers),
+///     Some(UNIX_EPOCH + Duration::from_secs(784_111_777))
+/// );
+/// ```
+pub fn server_date(headers: &HeaderMap) -> Option<SystemTime> {
+    let text = headers.get(DATE)?.to_str().ok()?;
+    httpdate::parse_http_date(text.trim()).ok()
 }
 
 /// All claims of a JWT's payload, read WITHOUT verifying the signature: for hints such
@@ -179,6 +304,166 @@ mod tests {
         let opaque = TokenSet::new(AccessToken::new("opaque"), None, Expiry::Unstated, now);
         assert_eq!(opaque.expires_at, None);
         assert!(!opaque.is_expired_at(now + Duration::from_secs(1 << 30)));
+    }
+
+    /// Local receive time in these tests; the server's clock is `skew` seconds off it.
+    const RECEIVED: u64 = 1_800_000_000;
+
+    fn secs(n: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(n)
+    }
+
+    /// The server's "now" when the local clock reads `RECEIVED`, `skew` seconds off.
+    fn server_now(skew: i64) -> u64 {
+        RECEIVED.checked_add_signed(skew).unwrap()
+    }
+
+    #[test]
+    fn issued_relative_lifetime_counts_from_receipt() {
+        let tokens = TokenSet::issued(
+            AccessToken::new("opaque"),
+            None,
+            Expiry::In(Duration::from_secs(20)),
+            secs(RECEIVED),
+            // A `Date` changes nothing for a relative lifetime.
+            Some(secs(RECEIVED - 600)),
+        );
+        assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)));
+        assert_eq!(tokens.issued_at, secs(RECEIVED));
+        assert_eq!(tokens.lifetime(), Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn issued_absolute_expiry_is_mapped_with_the_date_header() {
+        for skew in [-600, 0, 600] {
+            let server = server_now(skew);
+            let tokens = TokenSet::issued(
+                AccessToken::new("opaque"),
+                None,
+                Expiry::At(secs(server + 20)),
+                secs(RECEIVED),
+                Some(secs(server)),
+            );
+            assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)), "skew {skew}");
+            assert_eq!(tokens.issued_at, secs(RECEIVED));
+        }
+        // Already past on the server's clock: expired on arrival (lifetime 0), whatever
+        // the local clock says.
+        let past = TokenSet::issued(
+            AccessToken::new("opaque"),
+            None,
+            Expiry::At(secs(server_now(-600) - 5)),
+            secs(RECEIVED),
+            Some(secs(server_now(-600))),
+        );
+        assert_eq!(past.expires_at, Some(secs(RECEIVED)));
+        assert!(past.is_expired_at(secs(RECEIVED)));
+        // Without a `Date` header the server's time is taken as is (the documented
+        // limit): with the server 10 minutes behind, the token is expired on arrival.
+        let undated = TokenSet::issued(
+            AccessToken::new("opaque"),
+            None,
+            Expiry::At(secs(server_now(-600) + 20)),
+            secs(RECEIVED),
+            None,
+        );
+        assert_eq!(undated.expires_at, Some(secs(server_now(-600) + 20)));
+    }
+
+    #[test]
+    fn issued_jwt_exp_is_anchored_on_iat_else_date() {
+        for skew in [-600, 0, 600] {
+            let server = server_now(skew);
+            // `iat` wins over a `Date` (here a wrong one, as from a skewed proxy).
+            let with_iat = AccessToken::new(jwt_with_payload(&format!(
+                "{{\"exp\":{},\"iat\":{server}}}",
+                server + 20
+            )));
+            for date in [None, Some(secs(server + 3_600))] {
+                let tokens = TokenSet::issued(
+                    with_iat.clone(),
+                    None,
+                    Expiry::Unstated,
+                    secs(RECEIVED),
+                    date,
+                );
+                assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)), "skew {skew}");
+            }
+            // No `iat`: the `Date` header anchors `exp`.
+            let exp_only =
+                AccessToken::new(jwt_with_payload(&format!("{{\"exp\":{}}}", server + 20)));
+            let tokens = TokenSet::issued(
+                exp_only.clone(),
+                None,
+                Expiry::Unstated,
+                secs(RECEIVED),
+                Some(secs(server)),
+            );
+            assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)), "skew {skew}");
+            // Neither: `exp` as is.
+            let tokens = TokenSet::issued(exp_only, None, Expiry::Unstated, secs(RECEIVED), None);
+            assert_eq!(tokens.expires_at, Some(secs(server + 20)), "skew {skew}");
+        }
+        // A stated expiry beats the JWT's claims.
+        let jwt = AccessToken::new(jwt_with_payload("{\"exp\":5000,\"iat\":900}"));
+        let stated = TokenSet::issued(
+            jwt.clone(),
+            None,
+            Expiry::In(Duration::from_secs(7)),
+            secs(RECEIVED),
+            None,
+        );
+        assert_eq!(stated.expires_at, Some(secs(RECEIVED + 7)));
+        // `exp` before `iat`: expired on arrival.
+        let backwards = AccessToken::new(jwt_with_payload("{\"exp\":800,\"iat\":900}"));
+        let tokens = TokenSet::issued(backwards, None, Expiry::Unstated, secs(RECEIVED), None);
+        assert_eq!(tokens.expires_at, Some(secs(RECEIVED)));
+        // No `exp`, or not a JWT: unknown.
+        let no_exp = AccessToken::new(jwt_with_payload("{\"iat\":900}"));
+        let date = Some(secs(RECEIVED));
+        for access in [no_exp, AccessToken::new("opaque")] {
+            let tokens = TokenSet::issued(access, None, Expiry::Unstated, secs(RECEIVED), date);
+            assert_eq!(tokens.expires_at, None);
+        }
+    }
+
+    #[test]
+    fn kept_tokens_are_read_without_correction() {
+        // Hydration: `iat` is in the past, so it must not be taken for "now".
+        let jwt = AccessToken::new(jwt_with_payload(&format!(
+            "{{\"exp\":{},\"iat\":{}}}",
+            RECEIVED - 3_000,
+            RECEIVED - 3_600
+        )));
+        let kept = TokenSet::new(jwt, None, Expiry::Unstated, secs(RECEIVED));
+        assert_eq!(kept.expires_at, Some(secs(RECEIVED - 3_000)));
+        assert!(kept.is_expired_at(secs(RECEIVED)));
+    }
+
+    #[test]
+    fn server_date_reads_http_dates_and_ignores_garbage() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(server_date(&headers), None);
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            " Sun, 06 Nov 1994 08:49:37 GMT ",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            headers.insert(DATE, http::HeaderValue::from_str(form).unwrap());
+            assert_eq!(server_date(&headers), Some(secs(784_111_777)), "{form:?}");
+        }
+        for garbage in [
+            "",
+            "yesterday",
+            "1800000000",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            headers.insert(DATE, http::HeaderValue::from_str(garbage).unwrap());
+            assert_eq!(server_date(&headers), None, "{garbage:?}");
+        }
+        headers.insert(DATE, http::HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+        assert_eq!(server_date(&headers), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use authmux_core::provider::{OAuth, OAuthProvider, PasswordReset, authorize_request};
+use authmux_core::token::server_date;
 use authmux_core::wire::{empty_request, endpoint, json_request};
 use authmux_core::{
     AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, LoginOutcome,
@@ -91,7 +92,8 @@ impl DirectusProvider {
         })
     }
 
-    /// Uses `clock` to stamp tokens (`issued_at`, and `expires_at` from `expires`).
+    /// Uses `clock` to stamp tokens (`issued_at`, and `expires_at` from `expires` or the
+    /// JWT's lifetime).
     /// Give it the same clock as the session manager when testing with a manual clock.
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -239,7 +241,15 @@ impl DirectusProvider {
                 (AccessToken::new(jwt.as_str()), Some(RefreshToken::new(jwt)))
             }
         };
-        Ok(TokenSet::new(access, refresh, answer.expiry, now))
+        // `expires` is a lifetime, counted from now; without it, the JWT's `exp` is mapped
+        // onto the local clock with its `iat` (else the answer's `Date`).
+        Ok(TokenSet::issued(
+            access,
+            refresh,
+            answer.expiry,
+            now,
+            server_date(headers),
+        ))
     }
 
     fn new_session(&self, tokens: TokenSet, mode: DirectusMode) -> Session {

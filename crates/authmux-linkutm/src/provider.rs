@@ -25,10 +25,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use authmux_core::provider::{RequestTarget, bearer};
-use authmux_core::token::jwt_hint;
+use authmux_core::token::{jwt_hint, server_date};
 use authmux_core::wire::{empty_request, endpoint, json_request};
 use authmux_core::{
     AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, Expiry, LoginOutcome,
@@ -209,10 +210,27 @@ impl LinkUtmProvider {
         endpoint(&self.config.url, path)
     }
 
-    /// A new session for a token the server just gave, received now.
-    fn new_session(&self, token: AccessToken, user: Option<UserProfile>) -> Session {
-        let tokens = TokenSet::new(token, None, Expiry::Unstated, self.clock.now());
+    /// A new session for a token the server just gave, received now. The JWT's `exp`
+    /// (server clock) becomes a local expiry: now plus `exp - iat`, else plus
+    /// `exp - server_date` (the answer's `Date`), else `exp` as is (see
+    /// [`TokenSet::issued`]).
+    fn new_session(
+        &self,
+        token: AccessToken,
+        user: Option<UserProfile>,
+        server_date: Option<SystemTime>,
+    ) -> Session {
+        let tokens = TokenSet::issued(token, None, Expiry::Unstated, self.clock.now(), server_date);
         self.session_from_tokens(tokens).with_user(user)
+    }
+
+    /// A new session for a token issued in `response` (see [`Self::new_session`]).
+    fn session_from_answer(
+        &self,
+        answer: wire::TokenAnswer,
+        response: &Response<Bytes>,
+    ) -> Session {
+        self.new_session(answer.token, answer.user, server_date(response.headers()))
     }
 
     /// Credentials go only to this provider's origin: a session of another server is
@@ -377,7 +395,7 @@ impl AuthProvider for LinkUtmProvider {
         let response = self.post(Call::Login, paths::LOGIN, &body, None).await?;
         let answer = wire::token_answer(&response, "login")?;
         Ok(LoginOutcome::Authenticated(
-            self.new_session(answer.token, answer.user),
+            self.session_from_answer(answer, &response),
         ))
     }
 
@@ -515,7 +533,7 @@ impl Signup for LinkUtmProvider {
             )
             .await?;
         let answer = wire::token_answer(&response, "verify-otp")?;
-        Ok(self.new_session(answer.token, answer.user))
+        Ok(self.session_from_answer(answer, &response))
     }
 
     async fn resend_code(&self, email: &str) -> Result<(), AuthError> {
@@ -650,12 +668,16 @@ impl OAuth for LinkUtmProvider {
         Ok(self.url(paths::GOOGLE))
     }
 
-    /// Reads `token` from the callback's query, checks it is a JWT with an `exp` in the
-    /// future, and fetches the profile with it (a failure there is the error returned).
-    /// A callback without a token, or with one that is not a JWT with `exp`, is
-    /// [`AuthError::Validation`] with field `"token"`; an expired one is
-    /// [`AuthError::SessionExpired`]; a callback on another origin than the configured
-    /// `frontend_url` is [`AuthError::Validation`] with field `"callback"`.
+    /// Reads `token` from the callback's query, checks it is a JWT with an `exp` that has
+    /// not passed, and fetches the profile with it (a failure there is the error
+    /// returned). The token counts as issued now, so its lifetime is `exp - iat` on the
+    /// server's own clock, whatever the skew between the clocks; a token without `iat`
+    /// is compared with the local clock as is. A callback without a token, or with one
+    /// that is not a JWT with `exp`, is [`AuthError::Validation`] with field `"token"`;
+    /// one already expired by that reading is [`AuthError::SessionExpired`] (nothing is
+    /// sent); a stale callback whose token the server no longer accepts fails at the
+    /// profile ([`AuthError::Unauthorized`]); a callback on another origin than the
+    /// configured `frontend_url` is [`AuthError::Validation`] with field `"callback"`.
     async fn complete(&self, callback: &Url) -> Result<Session, AuthError> {
         if let Some(frontend) = &self.config.frontend_url
             && callback.origin() != frontend.origin()
@@ -695,16 +717,18 @@ impl OAuth for LinkUtmProvider {
                 "the OAuth callback's token is not a JWT",
             ));
         }
-        let Some(expires_at) = jwt_hint(&token).and_then(|h| h.expires_at) else {
+        if jwt_hint(&token).and_then(|h| h.expires_at).is_none() {
             return Err(AuthError::validation(
                 "token",
                 "the OAuth callback's JWT has no usable exp claim",
             ));
-        };
-        if self.clock.now() >= expires_at {
+        }
+        // The token was issued moments ago, but not in an answer to us: no `Date`, so
+        // its `iat` anchors `exp` (a token without `iat` is read as is).
+        let session = self.new_session(AccessToken::new(token), None, None);
+        if session.tokens.is_expired_at(self.clock.now()) {
             return Err(AuthError::SessionExpired);
         }
-        let session = self.new_session(AccessToken::new(token), None);
         let user = self.current_user(&session).await?;
         Ok(session.with_user(Some(user)))
     }

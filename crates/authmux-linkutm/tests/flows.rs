@@ -786,18 +786,33 @@ async fn google_callbacks_without_a_usable_token_are_refused_clearly() {
         oauth.complete(&good).await,
         Err(AuthError::Unauthorized { .. })
     ));
-    // An expired token never reaches the server.
-    let fresh = rig
+    // A token already expired on the server's own clock (`exp` = `iat`) never reaches
+    // the server.
+    let (dead, _) = rig.fake.jwt_keys().issue(
+        "someone",
+        rig.fake.now(),
+        Some(Duration::ZERO),
+        serde_json::Map::new(),
+    );
+    let before = rig.fake.recorder().total();
+    assert!(matches!(
+        oauth.complete(&cb(&format!("?token={dead}"))).await,
+        Err(AuthError::SessionExpired)
+    ));
+    assert_eq!(rig.fake.recorder().total(), before);
+    // A stale callback (its token's lifetime has passed since it was issued) cannot be
+    // told from a fresh one on a server whose clock is behind: the server decides, and
+    // refuses it.
+    let stale = rig
         .fake
         .simulate_google_login("gina@example.com", "Gina")
         .unwrap();
     rig.clock.advance(rig.fake.settings().access_lifetime);
-    let before = rig.fake.recorder().total();
     assert!(matches!(
-        oauth.complete(&fresh).await,
-        Err(AuthError::SessionExpired)
+        oauth.complete(&stale).await,
+        Err(AuthError::Unauthorized { .. })
     ));
-    assert_eq!(rig.fake.recorder().total(), before);
+    assert_eq!(rig.fake.recorder().total(), before + 1);
 }
 
 #[tokio::test]

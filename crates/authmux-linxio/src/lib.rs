@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use authmux_core::provider::authorize_request;
+use authmux_core::token::server_date;
 use authmux_core::wire::{empty_request, endpoint, json_request};
 use authmux_core::{
-    AuthError, AuthProvider, Capabilities, ClientOptions, Clock, Credentials, LoginOutcome,
-    LogoutOutcome, OtpChallenge, OtpCode, RetryPolicy, Session, SystemClock, TokenSet, Transport,
-    UserProfile,
+    AccessToken, AuthError, AuthProvider, Capabilities, ClientOptions, Clock, Credentials, Expiry,
+    LoginOutcome, LogoutOutcome, OtpChallenge, OtpCode, RefreshToken, RetryPolicy, Session,
+    SystemClock, TokenSet, Transport, UserProfile,
 };
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -231,14 +232,35 @@ impl LinxioProvider {
         self.transport.send(request).await
     }
 
-    /// A session from a token answer, with the email and the team hints as extras.
-    fn session_from(&self, answer: TokenAnswer, email: &str) -> Session {
-        let tokens = TokenSet::new(
-            answer.access,
-            answer.refresh,
-            answer.expiry,
+    /// Tokens the server has just issued in `response`: the expiry (`expireAt`, else the
+    /// JWT's `exp`) is mapped onto the local clock with the server's own time (the
+    /// answer's `Date`, the JWT's `iat`), so a skewed server clock changes nothing (see
+    /// [`TokenSet::issued`]).
+    fn issued(
+        &self,
+        access: AccessToken,
+        refresh: Option<RefreshToken>,
+        expiry: Expiry,
+        response: &Response<Bytes>,
+    ) -> TokenSet {
+        TokenSet::issued(
+            access,
+            refresh,
+            expiry,
             self.clock.now(),
-        );
+            server_date(response.headers()),
+        )
+    }
+
+    /// A session from a token answer received in `response`, with the email and the
+    /// team hints as extras.
+    fn session_from(
+        &self,
+        answer: TokenAnswer,
+        email: &str,
+        response: &Response<Bytes>,
+    ) -> Session {
+        let tokens = self.issued(answer.access, answer.refresh, answer.expiry, response);
         let mut session =
             Session::new(DIALECT, self.config.url.clone(), tokens).with_extra(extras::EMAIL, email);
         if let Some(team_type) = answer.team_type {
@@ -322,7 +344,7 @@ impl AuthProvider for LinxioProvider {
             .map_err(|e| e.scrubbed(&[credentials.password.expose_secret()]))?;
         match answer {
             decode::LoginAnswer::Tokens(answer) => Ok(LoginOutcome::Authenticated(
-                self.session_from(answer, &credentials.email),
+                self.session_from(answer, &credentials.email, &response),
             )),
             decode::LoginAnswer::OtpRequired => {
                 let challenge = OtpChallenge::new(
@@ -373,7 +395,7 @@ impl AuthProvider for LinxioProvider {
         let response = self.post_json(Endpoint::LoginOtp, &body, None).await?;
         let answer =
             decode::login_otp(&response, self.clock.now()).map_err(|e| e.scrubbed(&[code_text]))?;
-        Ok(self.session_from(answer, &challenge.email))
+        Ok(self.session_from(answer, &challenge.email, &response))
     }
 
     /// `POST /token/refresh {refreshToken}`. A returned `refreshToken` replaces the old
@@ -390,12 +412,7 @@ impl AuthProvider for LinxioProvider {
         let response = self.post_json(Endpoint::Refresh, &body, None).await?;
         let answer = decode::refresh(&response, self.clock.now())?;
         let refresh = answer.refresh.or_else(|| session.tokens.refresh.clone());
-        Ok(session.with_tokens(TokenSet::new(
-            answer.access,
-            refresh,
-            answer.expiry,
-            self.clock.now(),
-        )))
+        Ok(session.with_tokens(self.issued(answer.access, refresh, answer.expiry, &response)))
     }
 
     /// `POST /logout` with the bearer and `{}`: a 204 or any JSON success is

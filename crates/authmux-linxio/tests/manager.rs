@@ -111,11 +111,14 @@ async fn the_life_of_a_session() {
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 0);
 
     // Into the window (the 900 s token is refreshed 90-99 s before expiry), still valid:
-    // the next token request refreshes proactively, once.
+    // the next token request gets the valid token at once and starts one refresh in the
+    // background (refresh-ahead); once it has landed, the new token is handed out.
     w.clock.advance(Duration::from_secs(250));
+    assert_eq!(w.manager.access_token().await.unwrap(), first);
+    w.manager.idle().await;
+    assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
     let second = w.manager.access_token().await.unwrap();
     assert_ne!(second, first);
-    assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
     assert_eq!(w.manager.access_token().await.unwrap(), second);
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
     let refreshed = w.manager.session().unwrap();

@@ -6,8 +6,8 @@
 //! else is shared and lives here: binding `127.0.0.1` on a free (or given) port,
 //! serving HTTP/1.1 with hyper 1 on a dedicated thread, recording each request
 //! ([`Recorder`]), applying scripted faults ([`Faults`]), the optional per-IP rate
-//! limit, the server clock offset, and graceful shutdown when the [`ServerHandle`] is
-//! dropped.
+//! limit, the server clock offset, the `Date` header, and graceful shutdown when the
+//! [`ServerHandle`] is dropped.
 //!
 //! Each request goes through these steps, in order:
 //! 1. the body is read and the request is routed to an endpoint pattern (or to
@@ -16,7 +16,11 @@
 //!    answered by a fault or the rate limit);
 //! 3. the rate limit, when set, may answer `429` with `Retry-After`;
 //! 4. the next scripted fault for the endpoint, if any, is applied;
-//! 5. an unmatched request gets [`Handler::not_found`]; a matched one [`Handler::handle`].
+//! 5. an unmatched request gets [`Handler::not_found`]; a matched one [`Handler::handle`];
+//! 6. the answer gets a `Date` header from the server's own clock (the injected clock
+//!    plus the offset, see [`Context::now`]) unless it already has one, so a fake whose
+//!    clock is set ahead or behind looks to a client exactly like a skewed real server
+//!    (hyper adds a `Date` from the system clock only to answers without one).
 //!
 //! The server runs on its own thread with its own single-threaded tokio runtime, so a
 //! fake works the same from `#[test]`, `#[tokio::test]` (either flavour) and a CLI, and
@@ -42,7 +46,9 @@ use std::time::{Duration, SystemTime};
 
 use authmux_core::clock::{Clock, SystemClock};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, DATE, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
+};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -571,7 +577,7 @@ impl Shared {
             let resp = self
                 .handler
                 .rate_limited(left, limit, &Context { shared: &self });
-            return Ok(into_http(resp));
+            return Ok(self.finish(resp));
         }
 
         let fault = self.faults.next_for(&endpoint_name);
@@ -582,24 +588,25 @@ impl Shared {
             None => shared.handler.not_found(&request),
         };
         match fault {
-            None => Ok(into_http(answer(&self))),
+            None => Ok(self.finish(answer(&self))),
             Some(Fault::Status(code)) => {
                 let status =
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let reason = status.canonical_reason().unwrap_or("Error");
-                Ok(into_http(self.handler.error(status, reason)))
+                Ok(self.finish(self.handler.error(status, reason)))
             }
             Some(Fault::Delay(by)) => {
                 tokio::time::sleep(by).await;
-                Ok(into_http(answer(&self)))
+                Ok(self.finish(answer(&self)))
             }
             Some(Fault::DelayAnswer(by)) => {
-                let response = answer(&self);
+                // Stamped when written, like the tokens in it; then held back.
+                let response = self.finish(answer(&self));
                 tokio::time::sleep(by).await;
-                Ok(into_http(response))
+                Ok(response)
             }
             Some(Fault::DropConnection) => Err(ConnectionDropped),
-            Some(Fault::MalformedJson) => Ok(into_http(FakeResponse::raw(
+            Some(Fault::MalformedJson) => Ok(self.finish(FakeResponse::raw(
                 StatusCode::OK,
                 "application/json; charset=utf-8",
                 &b"{\"token\": \"eyJhbGciOi"[..],
@@ -607,7 +614,7 @@ impl Shared {
             Some(Fault::TruncatedBody) => {
                 let resp = answer(&self);
                 let full_len = resp.body.len();
-                let mut http_resp = into_http(resp);
+                let mut http_resp = self.finish(resp);
                 let body = std::mem::replace(http_resp.body_mut(), FakeBody::empty());
                 let bytes = body.into_bytes();
                 let kept = bytes.slice(..bytes.len() / 2);
@@ -636,7 +643,7 @@ impl Shared {
                     body: Bytes::from(body),
                 };
                 out.headers.remove(CONTENT_LENGTH);
-                Ok(into_http(out))
+                Ok(self.finish(out))
             }
             Some(Fault::RateLimited { retry_after_secs }) => {
                 let resp = self
@@ -646,11 +653,36 @@ impl Shared {
                         "Too many requests, please try again later.",
                     )
                     .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
-                Ok(into_http(resp))
+                Ok(self.finish(resp))
             }
-            Some(Fault::Respond(resp)) => Ok(into_http(resp)),
+            Some(Fault::Respond(resp)) => Ok(self.finish(resp)),
         }
     }
+}
+
+impl Shared {
+    /// The wire response for `resp`, with a `Date` header on the server's clock unless
+    /// the handler (or a scripted fault) set one.
+    fn finish(&self, resp: FakeResponse) -> http::Response<FakeBody> {
+        let mut out = into_http(resp);
+        if !out.headers().contains_key(DATE)
+            && let Some(date) = http_date(self.now())
+        {
+            out.headers_mut().insert(DATE, date);
+        }
+        out
+    }
+}
+
+/// `at` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`); `None` outside the years
+/// 1970-9999 that the format (and `httpdate`) can express.
+fn http_date(at: SystemTime) -> Option<HeaderValue> {
+    const YEAR_10000: Duration = Duration::from_secs(253_402_300_800);
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    if since_epoch >= YEAR_10000 {
+        return None;
+    }
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
 }
 
 fn into_http(resp: FakeResponse) -> http::Response<FakeBody> {

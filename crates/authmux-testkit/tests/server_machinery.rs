@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use authmux_testkit::server::{
     Context, FakeRequest, FakeResponse, Handler, RateLimit, ServerConfig, ServerHandle,
@@ -17,7 +17,13 @@ struct Echo;
 
 impl Handler for Echo {
     fn endpoints(&self) -> &[&'static str] {
-        &["GET /hello", "POST /echo", "DELETE /things/:id", "GET /now"]
+        &[
+            "GET /hello",
+            "POST /echo",
+            "DELETE /things/:id",
+            "GET /now",
+            "GET /dated",
+        ]
     }
 
     fn handle(&self, endpoint: &'static str, req: &FakeRequest, cx: &Context<'_>) -> FakeResponse {
@@ -26,6 +32,9 @@ impl Handler for Echo {
             "POST /echo" => FakeResponse::json(StatusCode::OK, &req.json().unwrap().unwrap()),
             "DELETE /things/:id" => {
                 FakeResponse::json(StatusCode::OK, &json!({ "deleted": req.param("id") }))
+            }
+            "GET /dated" => {
+                FakeResponse::no_content().with_header("date", "Sun, 06 Nov 1994 08:49:37 GMT")
             }
             _ => {
                 let secs = authmux_testkit::jwt::unix_secs(cx.now());
@@ -258,6 +267,62 @@ async fn clock_offset_moves_server_time() {
     assert_eq!(
         send(client().get(s.url("/now"))).await.json()["now"],
         1_699_999_970
+    );
+}
+
+#[tokio::test]
+async fn every_answer_is_dated_on_the_server_clock_offset_included() {
+    let clock = ManualClock::at_unix(1_700_000_000);
+    let s = ServerHandle::start(
+        Arc::new(Echo),
+        ServerConfig::new().clock(Arc::new(clock.clone())),
+    )
+    .unwrap();
+    let date_of = |r: &common::Resp| {
+        assert_eq!(
+            r.headers.get_all("date").iter().count(),
+            1,
+            "one Date header"
+        );
+        authmux_core::token::server_date(&r.headers).expect("a Date header")
+    };
+    let r = send(client().get(s.url("/hello"))).await;
+    assert_eq!(r.header("date"), Some("Tue, 14 Nov 2023 22:13:20 GMT"));
+    for (offset, expected) in [
+        (600_000, 1_700_000_600),
+        (-600_000, 1_699_999_400),
+        (0, 1_700_000_000),
+    ] {
+        s.set_clock_offset_millis(offset);
+        let at = UNIX_EPOCH + Duration::from_secs(expected);
+        // Handler answers, the 404 envelope, and answers made by faults alike.
+        assert_eq!(date_of(&send(client().get(s.url("/hello"))).await), at);
+        assert_eq!(date_of(&send(client().get(s.url("/nope"))).await), at);
+        s.faults().push("GET /hello", Fault::Status(503));
+        assert_eq!(date_of(&send(client().get(s.url("/hello"))).await), at);
+        s.faults()
+            .push("GET /hello", Fault::Respond(FakeResponse::no_content()));
+        assert_eq!(date_of(&send(client().get(s.url("/hello"))).await), at);
+    }
+    // The clock moves, the Date follows.
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        date_of(&send(client().get(s.url("/hello"))).await),
+        UNIX_EPOCH + Duration::from_secs(1_700_000_005)
+    );
+    // A handler's own Date wins over the server's and over hyper's.
+    let r = send(client().get(s.url("/dated"))).await;
+    assert_eq!(date_of(&r), UNIX_EPOCH + Duration::from_secs(784_111_777));
+    // A clock outside what an HTTP date can say: no Date from the fake (hyper's own).
+    clock.set(UNIX_EPOCH);
+    s.set_clock_behind(Duration::from_secs(60));
+    let r = send(client().get(s.url("/hello"))).await;
+    assert_eq!(r.status, 200);
+    let hypers = date_of(&r);
+    let system = std::time::SystemTime::now();
+    assert!(
+        hypers + Duration::from_secs(60) > system && hypers < system + Duration::from_secs(60),
+        "hyper's Date is the system time"
     );
 }
 

@@ -1,0 +1,129 @@
+//! Clock skew: Directus states a relative lifetime (`expires`, in milliseconds), which
+//! no clock skew can bend; a JWT without `expires` is mapped with its `iat`. Against a
+//! `FakeDirectus` 10 minutes behind or ahead of the client (one `ManualClock` shared by
+//! the manager and the provider; the fake adds its offset and dates its answers with
+//! it), a 20 s token is refreshed once per lifetime, in json and session mode, and every
+//! token handed out is one the server accepts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authmux_core::{
+    AuthProvider, Clock, Credentials, LoginOutcome, ManualClock, RefreshWindow, SessionManager,
+};
+use authmux_directus::{DirectusConfig, DirectusMode, DirectusProvider};
+use authmux_testkit::directus::{DEFAULT_PASSWORD, FakeDirectus, endpoints};
+use authmux_testkit::users::ALICE_EMAIL;
+use authmux_testkit::{FakeResponse, Fault};
+use http::StatusCode;
+use serde_json::json;
+
+const T0: u64 = 1_800_000_000;
+const LIFETIME: Duration = Duration::from_secs(20);
+/// The manager refreshes 2 s before expiry (no jitter), so each token serves 18 s.
+const LEAD: Duration = Duration::from_secs(2);
+const TEN_MINUTES: i64 = 600_000;
+
+struct World {
+    clock: ManualClock,
+    fake: FakeDirectus,
+    provider: Arc<DirectusProvider>,
+    manager: SessionManager,
+}
+
+fn world(mode: DirectusMode, offset_millis: i64) -> World {
+    let clock = ManualClock::at_unix(T0);
+    let fake = FakeDirectus::builder()
+        .clock(clock.clone())
+        .access_ttl(LIFETIME)
+        .session_ttl(LIFETIME)
+        .start()
+        .unwrap();
+    fake.set_clock_offset_millis(offset_millis);
+    let provider = Arc::new(
+        DirectusProvider::new(DirectusConfig::new(fake.base_url().clone()).with_mode(mode))
+            .unwrap()
+            .with_clock(clock.clone()),
+    );
+    let manager = SessionManager::builder(provider.clone())
+        .clock(clock.clone())
+        .refresh_window(RefreshWindow {
+            min_lead: LEAD,
+            fraction: 0.0,
+            jitter: 0.0,
+        })
+        .build();
+    World {
+        clock,
+        fake,
+        provider,
+        manager,
+    }
+}
+
+#[tokio::test]
+async fn a_20_s_token_is_refreshed_once_per_lifetime_whatever_the_skew() {
+    const SECONDS: u64 = 100;
+    // Each token serves LIFETIME - LEAD = 18 s: refreshes at 18, 36, 54, 72 and 90 s.
+    let expected = usize::try_from(SECONDS / (LIFETIME - LEAD).as_secs()).unwrap();
+    for mode in [DirectusMode::Json, DirectusMode::Session] {
+        for offset in [-TEN_MINUTES, 0, TEN_MINUTES] {
+            let w = world(mode, offset);
+            w.manager
+                .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
+                .await
+                .unwrap();
+            let session = w.manager.session().unwrap();
+            assert_eq!(session.tokens.expires_at, Some(w.clock.now() + LIFETIME));
+            for second in 1..=SECONDS {
+                w.clock.advance(Duration::from_secs(1));
+                let session = w.manager.usable_session().await.unwrap();
+                // Let a refresh started in the background land before the checks.
+                w.manager.idle().await;
+                assert!(!session.tokens.is_expired_at(w.clock.now()));
+                w.provider.current_user(&session).await.unwrap_or_else(|e| {
+                    panic!("{mode:?}, {offset} ms, +{second} s: the server refused: {e}")
+                });
+            }
+            assert_eq!(
+                w.fake.recorder().count(endpoints::REFRESH),
+                expected,
+                "{mode:?}, server clock {offset} ms off"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_expires_the_jwt_lifetime_counts_from_receipt() {
+    for offset in [-TEN_MINUTES, 0, TEN_MINUTES] {
+        let w = world(DirectusMode::Json, offset);
+        // A login answer with no `expires`: only the JWT (issued on the server's clock)
+        // tells the expiry.
+        let jwt = w
+            .fake
+            .access_token_at(ALICE_EMAIL, w.fake.now(), LIFETIME)
+            .unwrap();
+        w.fake.faults().push(
+            endpoints::LOGIN,
+            Fault::Respond(FakeResponse::json(
+                StatusCode::OK,
+                &json!({ "data": { "access_token": jwt, "refresh_token": "r" } }),
+            )),
+        );
+        let LoginOutcome::Authenticated(session) = w
+            .provider
+            .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
+            .await
+            .unwrap()
+        else {
+            panic!("no second factor here");
+        };
+        assert_eq!(
+            session.tokens.expires_at,
+            Some(w.clock.now() + LIFETIME),
+            "server clock {offset} ms off"
+        );
+        w.provider.current_user(&session).await.unwrap();
+    }
+}

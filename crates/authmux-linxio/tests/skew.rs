@@ -1,0 +1,134 @@
+//! Clock skew: `LinxioProvider` through `SessionManager` against a `FakeLinxio` whose
+//! clock is 10 minutes behind or ahead of the client's (a `ManualClock` shared by the
+//! manager and the provider; the fake runs on the same clock plus its offset, and dates
+//! its answers with it). Expiry comes as `expireAt` (mapped with the answer's `Date`) or
+//! as the JWT's `exp` alone (mapped with its `iat`). Whatever the skew, a 20 s token is
+//! refreshed once per lifetime, never on every call, and every token handed out is one
+//! the server still accepts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authmux_core::{
+    AuthProvider, Clock, Credentials, LoginOutcome, ManualClock, RefreshWindow, RetryPolicy,
+    SessionManager,
+};
+use authmux_linxio::{LinxioConfig, LinxioProvider};
+use authmux_testkit::linxio::{ExpiryStyle, FakeLinxio, endpoints};
+use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
+
+const T0: u64 = 1_800_000_000;
+const LIFETIME: Duration = Duration::from_secs(20);
+/// The manager refreshes 2 s before expiry (no jitter), so each token serves 18 s.
+const LEAD: Duration = Duration::from_secs(2);
+const TEN_MINUTES: i64 = 600_000;
+
+struct World {
+    clock: ManualClock,
+    fake: FakeLinxio,
+    provider: Arc<LinxioProvider>,
+    manager: SessionManager,
+}
+
+fn world(style: ExpiryStyle, offset_millis: i64) -> World {
+    let clock = ManualClock::at_unix(T0);
+    let fake = FakeLinxio::builder()
+        .clock(clock.clone())
+        .access_lifetime(LIFETIME)
+        .expiry(style)
+        .start()
+        .unwrap();
+    fake.set_clock_offset_millis(offset_millis);
+    let provider = Arc::new(
+        LinxioProvider::new(LinxioConfig::new(fake.base_url().clone()))
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_retry(RetryPolicy::NONE),
+    );
+    let manager = SessionManager::builder(provider.clone())
+        .clock(clock.clone())
+        .refresh_window(RefreshWindow {
+            min_lead: LEAD,
+            fraction: 0.0,
+            jitter: 0.0,
+        })
+        .build();
+    World {
+        clock,
+        fake,
+        provider,
+        manager,
+    }
+}
+
+/// Signs in, then asks for a token every second for `seconds`: checks the server
+/// accepts every token handed out, and returns how many refreshes were sent.
+async fn run(w: &World, seconds: u64) -> usize {
+    let outcome = w
+        .manager
+        .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
+        .await
+        .unwrap();
+    let LoginOutcome::Authenticated(session) = outcome else {
+        panic!("alice needs no OTP");
+    };
+    // The lifetime the server granted, on the local clock, whatever the skew.
+    assert_eq!(session.tokens.expires_at, Some(w.clock.now() + LIFETIME));
+    for second in 1..=seconds {
+        w.clock.advance(Duration::from_secs(1));
+        let session = w.manager.usable_session().await.unwrap();
+        // Let a refresh started in the background land before the checks.
+        w.manager.idle().await;
+        assert!(!session.tokens.is_expired_at(w.clock.now()));
+        // The server (on its own clock) accepts the token handed out.
+        w.provider
+            .current_user(&session)
+            .await
+            .unwrap_or_else(|e| panic!("at +{second} s the server refused the token: {e}"));
+    }
+    w.fake.recorder().count(endpoints::REFRESH)
+}
+
+async fn refreshes_once_per_lifetime(style: ExpiryStyle) {
+    const SECONDS: u64 = 100;
+    // Each token serves LIFETIME - LEAD = 18 s: refreshes at 18, 36, 54, 72 and 90 s.
+    let expected = usize::try_from(SECONDS / (LIFETIME - LEAD).as_secs()).unwrap();
+    for offset in [-TEN_MINUTES, 0, TEN_MINUTES] {
+        let w = world(style, offset);
+        let refreshes = run(&w, SECONDS).await;
+        assert_eq!(
+            refreshes, expected,
+            "{style:?}, server clock {offset} ms off: {refreshes} refreshes in {SECONDS} s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expire_at_is_mapped_with_the_date_header() {
+    refreshes_once_per_lifetime(ExpiryStyle::ExpireAtAndExp).await;
+}
+
+#[tokio::test]
+async fn jwt_exp_is_mapped_with_its_iat() {
+    refreshes_once_per_lifetime(ExpiryStyle::ExpOnly).await;
+}
+
+#[tokio::test]
+async fn a_token_past_its_server_expiry_is_never_handed_out() {
+    for offset in [-TEN_MINUTES, TEN_MINUTES] {
+        let w = world(ExpiryStyle::ExpireAtAndExp, offset);
+        w.manager
+            .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
+            .await
+            .unwrap();
+        let first = w.manager.session().unwrap();
+        // Past the token's life: the manager must not hand it out, and refreshes once.
+        w.clock.advance(LIFETIME + Duration::from_secs(1));
+        let session = w.manager.usable_session().await.unwrap();
+        assert_ne!(session.tokens.access, first.tokens.access);
+        assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
+        w.provider.current_user(&session).await.unwrap();
+        // The old token is indeed refused by the server.
+        assert!(w.provider.current_user(&first).await.is_err());
+    }
+}
