@@ -357,3 +357,139 @@ impl SessionStore for KeyringStore {
         self.file.lock().await
     }
 }
+
+#[cfg(all(test, feature = "keyring"))]
+mod tests {
+    use super::*;
+    use authmux::{RefreshToken, TokenSet};
+    use std::time::{Duration, SystemTime};
+
+    fn mock() -> Keychain {
+        Keychain {
+            name: "the mock keychain",
+            store: keyring_core::mock::Store::new().unwrap(),
+        }
+    }
+
+    fn session(access: &str, refresh: &str) -> Session {
+        let now = SystemTime::now();
+        Session::new(
+            "linxio",
+            "https://api.example.com".parse().unwrap(),
+            TokenSet {
+                access: AccessToken::new(access),
+                refresh: Some(RefreshToken::new(refresh)),
+                expires_at: Some(now + Duration::from_secs(900)),
+                issued_at: now,
+            },
+        )
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn tokens_live_in_the_keychain_and_never_in_the_file() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("session.json");
+            let keychain = mock();
+            let store = KeyringStore::new(&path, keychain.clone());
+            assert_eq!(store.load().await.unwrap(), None);
+
+            let first = session("access-one-secret", "refresh-one-secret");
+            assert_eq!(
+                store.compare_and_swap(None, Some(&first)).await.unwrap(),
+                Swap::Done(1)
+            );
+            let file = std::fs::read_to_string(&path).unwrap();
+            assert!(!file.contains("one-secret"), "{file}");
+            let loaded = store.load().await.unwrap().unwrap();
+            assert_eq!(loaded.version, 1);
+            assert_eq!(loaded.session, first);
+
+            // A second store on the same file and keychain (another process) sees it.
+            let other = KeyringStore::new(&path, keychain.clone());
+            assert_eq!(other.load().await.unwrap().unwrap().session, first);
+
+            // A stale writer loses and leaves nothing behind; the winner's entry
+            // replaces the old one, which is deleted.
+            let second = session("access-two-secret", "refresh-two-secret");
+            assert_eq!(
+                store
+                    .compare_and_swap(Some(1), Some(&second))
+                    .await
+                    .unwrap(),
+                Swap::Done(2)
+            );
+            let stale = session("access-three-secret", "refresh-three-secret");
+            match other.compare_and_swap(Some(1), Some(&stale)).await.unwrap() {
+                Swap::Conflict(Some(current)) => assert_eq!(current.session, second),
+                lost => panic!("expected a conflict, got {lost:?}"),
+            }
+            assert_eq!(other.load().await.unwrap().unwrap().session, second);
+            let live: Vec<_> = keychain
+                .store
+                .search(&std::collections::HashMap::from([("service", SERVICE)]))
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.get_secret().is_ok())
+                .collect();
+            assert_eq!(
+                live.len(),
+                1,
+                "only the current tokens stay in the keychain"
+            );
+
+            // Deleting removes the file and the entry.
+            assert_eq!(
+                store.compare_and_swap(Some(2), None).await.unwrap(),
+                Swap::Done(0)
+            );
+            assert!(!path.exists());
+            let left = keychain
+                .store
+                .search(&std::collections::HashMap::from([("service", SERVICE)]))
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.get_secret().is_ok())
+                .count();
+            assert_eq!(left, 0);
+        });
+    }
+
+    #[test]
+    fn a_forgotten_entry_means_signed_out_and_a_plain_file_is_adopted() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("session.json");
+            let store = KeyringStore::new(&path, mock());
+            store
+                .compare_and_swap(None, Some(&session("a-secret", "r-secret")))
+                .await
+                .unwrap();
+            // A new keychain with the same file: as after a reboot with keyutils.
+            let rebooted = KeyringStore::new(&path, mock());
+            assert_eq!(rebooted.load().await.unwrap(), None);
+            assert!(!path.exists(), "the file pointing at nothing is removed");
+
+            // A session written by --store file is read as it is, and moved on save.
+            let plain = FileStore::new(&path);
+            let old = session("plain-access-secret", "plain-refresh-secret");
+            plain.compare_and_swap(None, Some(&old)).await.unwrap();
+            let loaded = rebooted.load().await.unwrap().unwrap();
+            assert_eq!(loaded.session, old);
+            rebooted
+                .compare_and_swap(Some(loaded.version), Some(&old))
+                .await
+                .unwrap();
+            let file = std::fs::read_to_string(&path).unwrap();
+            assert!(!file.contains("plain-access-secret"), "{file}");
+            assert_eq!(rebooted.load().await.unwrap().unwrap().session, old);
+        });
+    }
+}
