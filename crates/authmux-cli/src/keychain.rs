@@ -402,14 +402,13 @@ mod tests {
             assert_eq!(store.load().await.unwrap(), None);
 
             let first = session("access-one-secret", "refresh-one-secret");
-            assert_eq!(
-                store.compare_and_swap(None, Some(&first)).await.unwrap(),
-                Swap::Done(1)
-            );
+            let Swap::Done(v1) = store.compare_and_swap(None, Some(&first)).await.unwrap() else {
+                panic!("the first write conflicted");
+            };
             let file = std::fs::read_to_string(&path).unwrap();
             assert!(!file.contains("one-secret"), "{file}");
             let loaded = store.load().await.unwrap().unwrap();
-            assert_eq!(loaded.version, 1);
+            assert_eq!(loaded.version, v1);
             assert_eq!(loaded.session, first);
 
             // A second store on the same file and keychain (another process) sees it.
@@ -419,15 +418,20 @@ mod tests {
             // A stale writer loses and leaves nothing behind; the winner's entry
             // replaces the old one, which is deleted.
             let second = session("access-two-secret", "refresh-two-secret");
-            assert_eq!(
-                store
-                    .compare_and_swap(Some(1), Some(&second))
-                    .await
-                    .unwrap(),
-                Swap::Done(2)
-            );
+            let Swap::Done(v2) = store
+                .compare_and_swap(Some(v1), Some(&second))
+                .await
+                .unwrap()
+            else {
+                panic!("the second write conflicted");
+            };
+            assert_ne!(v2, v1);
             let stale = session("access-three-secret", "refresh-three-secret");
-            match other.compare_and_swap(Some(1), Some(&stale)).await.unwrap() {
+            match other
+                .compare_and_swap(Some(v1), Some(&stale))
+                .await
+                .unwrap()
+            {
                 Swap::Conflict(Some(current)) => assert_eq!(current.session, second),
                 lost => panic!("expected a conflict, got {lost:?}"),
             }
@@ -447,10 +451,10 @@ mod tests {
 
             // Deleting removes the file and the entry.
             assert_eq!(
-                store.compare_and_swap(Some(2), None).await.unwrap(),
+                store.compare_and_swap(Some(v2), None).await.unwrap(),
                 Swap::Done(0)
             );
-            assert!(!path.exists());
+            assert_eq!(store.load().await.unwrap(), None);
             let left = keychain
                 .store
                 .search(&std::collections::HashMap::from([("service", SERVICE)]))
@@ -459,6 +463,28 @@ mod tests {
                 .filter(|e| e.get_secret().is_ok())
                 .count();
             assert_eq!(left, 0);
+        });
+    }
+
+    #[test]
+    fn keyring_store_passes_the_store_conformance_suite() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            // One keychain for every handle, as one machine has.
+            let keychain = mock();
+            let report = authmux_testkit::store_conformance::run(|location: String| {
+                let path = dir.path().join(format!("{location}/session.json"));
+                let keychain = keychain.clone();
+                async move { Arc::new(KeyringStore::new(&path, keychain)) as Arc<dyn SessionStore> }
+            })
+            .await;
+            report.assert_passed();
+            assert_eq!(report.passed(), report.results.len(), "{report:?}");
         });
     }
 
@@ -475,7 +501,11 @@ mod tests {
             // A new keychain with the same file: as after a reboot with keyutils.
             let rebooted = KeyringStore::new(&path, mock());
             assert_eq!(rebooted.load().await.unwrap(), None);
-            assert!(!path.exists(), "the file pointing at nothing is removed");
+            assert_eq!(
+                FileStore::new(&path).load().await.unwrap(),
+                None,
+                "the session pointing at nothing is removed"
+            );
 
             // A session written by --store file is read as it is, and moved on save.
             let plain = FileStore::new(&path);
