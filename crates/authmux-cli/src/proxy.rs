@@ -79,6 +79,8 @@ const MIN_PROXY_TOKEN: usize = 16;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
+/// The proxy's own answer when a request cannot go on (boxed: it is large).
+type Refusal = Box<Response<ProxyBody>>;
 
 /// What every request handler shares.
 struct Proxy {
@@ -274,13 +276,13 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let url = match self.target(&parts.uri) {
             Ok(url) => url,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let method = parts.method;
         let headers = forwarded_headers(&parts.headers);
         let body = match self.read_body(&parts.headers, body).await {
             Ok(body) => body,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let session = match self.manager.usable_session().await {
             Ok(session) => session,
@@ -292,16 +294,15 @@ impl Proxy {
         };
         let response = match self.send(&method, &url, &headers, &session, first).await {
             Ok(response) => response,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         if response.status() != StatusCode::UNAUTHORIZED {
             return relay(response);
         }
         // 401: one refresh for every request rejected with this token, then one replay.
-        let refreshed = match self.manager.session_after_unauthorized(&session).await {
-            Ok(refreshed) => refreshed,
-            // Nothing better to offer than the backend's own answer.
-            Err(_) => return relay(response),
+        // If the session cannot be refreshed, the backend's own answer is the best one.
+        let Ok(refreshed) = self.manager.session_after_unauthorized(&session).await else {
+            return relay(response);
         };
         let Some(bytes) = replay else {
             // The body is gone; the client retries with a fresh session behind it.
@@ -318,7 +319,7 @@ impl Proxy {
             .await
         {
             Ok(response) => relay(response),
-            Err(response) => response,
+            Err(response) => *response,
         }
     }
 
@@ -415,10 +416,10 @@ impl Proxy {
     }
 
     /// The backend URL for a request URI: its path and query on the session's base URL.
-    fn target(&self, uri: &http::Uri) -> Result<Url, Response<ProxyBody>> {
+    fn target(&self, uri: &http::Uri) -> Result<Url, Refusal> {
         let path = uri.path();
         if !path.starts_with('/') {
-            return Err(error_response(
+            return Err(refusal(
                 StatusCode::BAD_REQUEST,
                 "bad-target",
                 "the request target must be a path",
@@ -429,7 +430,7 @@ impl Proxy {
         // `endpoint` only sets the path, so the origin cannot change; checked anyway,
         // since credentials go nowhere else.
         if url.origin() != self.base.origin() {
-            return Err(error_response(
+            return Err(refusal(
                 StatusCode::MISDIRECTED_REQUEST,
                 "foreign-host",
                 "the request would leave the backend's origin",
@@ -444,7 +445,7 @@ impl Proxy {
         &self,
         headers: &HeaderMap,
         mut body: Incoming,
-    ) -> Result<Outgoing, Response<ProxyBody>> {
+    ) -> Result<Outgoing, Refusal> {
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -456,7 +457,7 @@ impl Proxy {
         let mut size = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| {
-                error_response(
+                refusal(
                     StatusCode::BAD_REQUEST,
                     "client-body",
                     "the request body could not be read",
@@ -485,9 +486,9 @@ impl Proxy {
         headers: &HeaderMap,
         session: &Session,
         body: reqwest::Body,
-    ) -> Result<reqwest::Response, Response<ProxyBody>> {
+    ) -> Result<reqwest::Response, Refusal> {
         if !session.is_same_origin(url) {
-            return Err(error_response(
+            return Err(refusal(
                 StatusCode::MISDIRECTED_REQUEST,
                 "foreign-host",
                 "the request is outside the session's origin",
@@ -502,7 +503,7 @@ impl Proxy {
             },
             &mut headers,
         ) {
-            return Err(self.cannot_authorize(&error));
+            return Err(Box::new(self.cannot_authorize(&error)));
         }
         self.client
             .request(method.clone(), url.as_str())
@@ -512,13 +513,13 @@ impl Proxy {
             .await
             .map_err(|error| {
                 if error.is_timeout() {
-                    error_response(
+                    refusal(
                         StatusCode::GATEWAY_TIMEOUT,
                         "backend-timeout",
                         "the backend did not answer in time",
                     )
                 } else {
-                    error_response(
+                    refusal(
                         StatusCode::BAD_GATEWAY,
                         "backend-unreachable",
                         "the backend could not be reached or broke the connection",
@@ -635,6 +636,11 @@ fn is_loopback_authority(authority: &str) -> bool {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// [`error_response`], boxed.
+fn refusal(status: StatusCode, code: &'static str, message: &str) -> Refusal {
+    Box::new(error_response(status, code, message))
 }
 
 /// An answer of the proxy itself: `x-authmux-error: <code>` and `{"error": message}`.

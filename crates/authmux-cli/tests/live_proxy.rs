@@ -185,7 +185,7 @@ fn live_proxy_against_directus() {
         // A 32 MiB file: uploaded through the proxy (streamed: larger than the replay
         // limit) and downloaded back through it (streamed), byte for byte.
         const SIZE: usize = 32 * 1024 * 1024;
-        let content: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
+        let content: Vec<u8> = (0..SIZE).map(|i| u8::try_from(i % 253).unwrap()).collect();
         let boundary = "authmux-live-boundary-7d1f";
         let mut multipart = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"

@@ -838,7 +838,7 @@ fn proxy_streams_a_32_mib_download() {
     let fake = FakeLinxio::start().unwrap();
     let home = Home::new();
     home.login("linxio", &url_of(&fake), ALICE_EMAIL, &[]);
-    let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let body: Vec<u8> = (0..SIZE).map(|i| u8::try_from(i % 251).unwrap()).collect();
     fake.faults().push(
         linxio_endpoints::VEHICLES,
         Fault::Respond(FakeResponse::raw(
