@@ -18,6 +18,7 @@
 //!   next save moves its tokens into the keychain.
 
 use std::path::Path;
+#[cfg(feature = "keyring")]
 use std::sync::Arc;
 
 use authmux::store::{StoreLock, Swap};
@@ -25,6 +26,7 @@ use authmux::{AccessToken, AuthError, FileStore, Session, SessionStore, TokenSet
 use zeroize::Zeroizing;
 
 /// The keychain service name of every authmux entry.
+#[cfg(feature = "keyring")]
 pub(crate) const SERVICE: &str = "authmux";
 /// The session extra naming the keychain entry that holds the tokens.
 const ENTRY_EXTRA: &str = "authmux_keychain_entry";
