@@ -72,7 +72,14 @@ async fn backend() -> std::net::SocketAddr {
 async fn profile(home: &Path, backend: std::net::SocketAddr) {
     let url: url::Url = format!("http://{backend}/").parse().unwrap();
     let dir = home.join("profiles/default");
-    std::fs::create_dir_all(&dir).unwrap();
+    for folder in [home, &home.join("profiles"), &dir] {
+        std::fs::create_dir_all(folder).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    }
     let config = serde_json::to_vec(&ProviderConfig::new("linxio", url.clone()).unwrap()).unwrap();
     std::fs::write(dir.join("config.json"), config).unwrap();
     let now = SystemTime::now();
@@ -206,7 +213,7 @@ fn main() {
          |---|---|---|---|\n\
          | backend directly | {:.0} | {:.0} µs | {:.0} µs |\n\
          | through `authmux proxy` | {:.0} | {:.0} µs | {:.0} µs |\n\
-         | proxy / direct | {:.2}x | +{:.0} µs added | +{:.0} µs added |\n",
+         | proxy minus direct | {:.2}x | {:+.0} µs | {:+.0} µs |\n",
         d.rps,
         d.p50_us,
         d.p99_us,
