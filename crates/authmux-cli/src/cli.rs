@@ -1,9 +1,12 @@
 //! The command-line interface, declared with clap's derive API: global options
 //! (`--home`, `--profile`) and one subcommand per task.
 
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Signs in to Linxio, LinkUTM and Directus backends, keeps each session in a profile,
 /// and hands out valid access tokens.
@@ -22,6 +25,11 @@ pub(crate) struct Cli {
     /// The profile to use: one session with one backend.
     #[arg(long, global = true, value_name = "NAME", default_value = "default")]
     pub(crate) profile: String,
+
+    /// Where the profile's session lives: file (default), keyring (the OS keychain), or
+    /// auto (the keychain, else the file with a warning). Remembered by `login`.
+    #[arg(long, global = true, value_name = "STORE")]
+    pub(crate) store: Option<StoreKind>,
 
     /// What to do.
     #[command(subcommand)]
@@ -42,7 +50,28 @@ pub(crate) enum Command {
         password_stdin: bool,
     },
     /// Print a valid access token (only the token), refreshing first when needed.
-    Token,
+    Token {
+        /// Refresh first unless the token stays valid at least this long (`30s`, `5m`,
+        /// `1h`; a bare number is seconds).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        min_valid: Option<Duration>,
+    },
+    /// Run a command with a valid token in its environment (never on its command line).
+    ///
+    /// The token is in $AUTHMUX_TOKEN (or --env-var NAME) and the backend's base URL in
+    /// $AUTHMUX_URL. Standard input, output and error are the command's, and so is the
+    /// exit code: authmux replaces itself with the command (on Unix). If authmux cannot
+    /// start it: 127 (not found) or 126 (not executable).
+    Exec(ExecArgs),
+    /// Serve a local reverse proxy to the profile's backend that authorizes every request.
+    Proxy(ProxyArgs),
+    /// Print a shell completion script (e.g. `authmux completions bash > /etc/bash_completion.d/authmux`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `authmux man | man -l -`.
+    Man,
     /// Show the signed-in user, as the server reports it.
     Whoami {
         /// Print JSON.
@@ -108,6 +137,74 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+}
+
+/// Where a profile's session lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StoreKind {
+    /// `session.json` in the profile folder (0600).
+    File,
+    /// The tokens in the OS keychain; the rest in the profile folder.
+    Keyring,
+    /// The keychain when it works, else the file (with a warning).
+    Auto,
+}
+
+/// `authmux exec`.
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// The environment variable that receives the access token.
+    #[arg(long, value_name = "NAME", default_value = "AUTHMUX_TOKEN")]
+    pub(crate) env_var: String,
+    /// Refresh first unless the token stays valid at least this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub(crate) min_valid: Duration,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// `authmux proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// The address to listen on; port 0 picks a free one. The first line on standard
+    /// output is `listening on http://ADDRESS`.
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:0")]
+    pub(crate) listen: SocketAddr,
+    /// Allow listening on an address that is not loopback. Requires a proxy token.
+    #[arg(long)]
+    pub(crate) allow_remote: bool,
+    /// A file holding the token clients must present as `Proxy-Authorization: Bearer
+    /// TOKEN` (else $AUTHMUX_PROXY_TOKEN; never on the command line, where `ps` shows it).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) proxy_token_file: Option<PathBuf>,
+    /// Request bodies up to this many bytes are buffered so they can be replayed after a
+    /// 401; larger ones stream and are not replayed (the 401 goes to the client).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::proxy::DEFAULT_REPLAY_LIMIT)]
+    pub(crate) replay_limit: usize,
+}
+
+/// A duration: `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 5m, 1h)"))?;
+    let seconds = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{text:?} is not a duration (e.g. 30s, 5m, 1h)")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// Which backend to talk to. Commands that need no session take these or use the
@@ -242,6 +339,39 @@ mod tests {
         let cli = Cli::try_parse_from(["authmux", "token", "--home", "/tmp/x"]).unwrap();
         assert_eq!(cli.home.as_deref(), Some(std::path::Path::new("/tmp/x")));
         assert_eq!(cli.profile, "default");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "s", "5x", "-1s", "1.5m", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_separator() {
+        let cli = Cli::try_parse_from([
+            "authmux",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo $X",
+            "--min-valid",
+        ])
+        .unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(args.command, ["sh", "-c", "echo $X", "--min-valid"]);
+        assert_eq!(args.env_var, "AUTHMUX_TOKEN");
+        assert_eq!(args.min_valid, Duration::from_secs(60));
+        assert!(Cli::try_parse_from(["authmux", "exec"]).is_err());
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! [`SessionManager`] over the profile's [`FileStore`]. No command knows a dialect by
 //! name: what a backend can do comes from its `capabilities()` and capability accessors.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use authmux::{
-    AuthError, AuthProvider, Credentials, FileStore, LoginOutcome, LogoutOutcome, OtpChallenge,
-    OtpCode, ProviderConfig, ResetToken, Session, SessionManager, SessionStore, SignupRequest,
-    UserProfile,
+    AuthError, AuthProvider, Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, OtpCode,
+    ProviderConfig, ResetToken, Session, SessionManager, SignupRequest, UserProfile,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,8 +20,8 @@ use crate::cli::{
 };
 use crate::failure::{Failure, OTP_REQUIRED, describe, exit_code};
 use crate::output::{self, say};
-use crate::profile::{Home, Profile, Settings};
-use crate::secrets::{Kind, Secrets};
+use crate::profile::{Home, Profile, ProfileStore, Settings, store_name};
+use crate::secrets::{self, Kind, Secrets};
 use crate::{demo, fake};
 
 /// A login waiting for its one-time code (`otp.json`): the backend it was made with, the
@@ -45,17 +45,21 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo => return demo::run().await,
         Command::FakeServer { dialect, port } => return fake::run(&dialect, port),
+        Command::Completions { shell } => return crate::manual::completions(shell),
+        Command::Man => return crate::manual::man(),
         _ => {}
     }
     let home = Home::resolve(cli.home)?;
-    let profile = home.profile(&cli.profile)?;
+    let profile = home.profile(&cli.profile)?.with_store_flag(cli.store);
     match cli.command {
         Command::Login(args) => login(&profile, args).await,
         Command::Otp {
             code,
             password_stdin,
         } => otp(&profile, &code, password_stdin).await,
-        Command::Token => token(&profile).await,
+        Command::Token { min_valid } => token(&profile, min_valid).await,
+        Command::Exec(_) => Err(Failure::usage("exec runs from main")),
+        Command::Proxy(args) => crate::proxy::run(&profile, args).await,
         Command::Whoami { json } => whoami(&profile, json).await,
         Command::Status { json } => status(&profile, json).await,
         Command::Refresh => refresh(&profile).await,
@@ -75,7 +79,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             target,
         } => oauth_complete(&profile, &callback_url, &target).await,
         // Run above, before any profile is opened.
-        Command::Demo | Command::FakeServer { .. } => Ok(()),
+        Command::Demo | Command::FakeServer { .. } | Command::Completions { .. } | Command::Man => {
+            Ok(())
+        }
     }
 }
 
@@ -191,24 +197,31 @@ fn build(config: &ProviderConfig) -> Result<Arc<dyn AuthProvider>, Failure> {
     })
 }
 
-fn manager(provider: &Arc<dyn AuthProvider>, store: &FileStore) -> SessionManager {
+pub(crate) fn manager(provider: &Arc<dyn AuthProvider>, store: &ProfileStore) -> SessionManager {
     SessionManager::builder(provider.clone())
-        .store(store.clone())
+        .shared_store(store.store.clone())
         .build()
 }
 
-/// Fails (exit 3, file untouched) if the profile's session file cannot be read.
-async fn check_store(profile: &Profile) -> Result<FileStore, Failure> {
+/// Fails (exit 3, file untouched) if the profile's session cannot be read.
+async fn check_store(profile: &Profile) -> Result<ProfileStore, Failure> {
     let store = profile.store()?;
-    store.load().await?;
+    store.store.load().await?;
+    Ok(store)
+}
+
+/// Like [`check_store`], for the store a sign-in saves to.
+async fn check_sign_in_store(profile: &Profile) -> Result<ProfileStore, Failure> {
+    let store = profile.sign_in_store()?;
+    store.store.load().await?;
     Ok(store)
 }
 
 /// A signed-in profile, ready to use.
-struct SignedIn {
-    provider: Arc<dyn AuthProvider>,
-    manager: SessionManager,
-    store: FileStore,
+pub(crate) struct SignedIn {
+    pub(crate) provider: Arc<dyn AuthProvider>,
+    pub(crate) manager: SessionManager,
+    pub(crate) store: ProfileStore,
 }
 
 fn not_signed_in(profile: &Profile) -> Failure {
@@ -219,18 +232,29 @@ fn not_signed_in(profile: &Profile) -> Failure {
     ))
 }
 
-fn login_hint(profile: &Profile) -> String {
+pub(crate) fn login_hint(profile: &Profile) -> String {
     format!("run {} to sign in again", profile.command("login ..."))
 }
 
 /// The profile's session, restored (no network).
-async fn open(profile: &Profile) -> Result<SignedIn, Failure> {
+pub(crate) async fn open(profile: &Profile) -> Result<SignedIn, Failure> {
+    open_with(profile, |builder| builder).await
+}
+
+/// Like [`open`], with the manager's settings adjusted by `configure` (e.g. a refresh
+/// window).
+pub(crate) async fn open_with(
+    profile: &Profile,
+    configure: impl FnOnce(authmux::ManagerBuilder) -> authmux::ManagerBuilder,
+) -> Result<SignedIn, Failure> {
     let Some(config) = profile.read_config()? else {
         return Err(not_signed_in(profile));
     };
     let store = check_store(profile).await?;
     let provider = build(&config)?;
-    let manager = manager(&provider, &store);
+    let manager =
+        configure(SessionManager::builder(provider.clone()).shared_store(store.store.clone()))
+            .build();
     if manager.restore().await?.is_none() {
         return Err(not_signed_in(profile));
     }
@@ -243,7 +267,7 @@ async fn open(profile: &Profile) -> Result<SignedIn, Failure> {
 
 /// Maps an error of a call made with the session, adding the sign-in hint when the
 /// session is gone.
-fn session_failure(profile: &Profile, error: AuthError) -> Failure {
+pub(crate) fn session_failure(profile: &Profile, error: AuthError) -> Failure {
     Failure::from(error.clone()).with_sign_in_hint(&error, &login_hint(profile))
 }
 
@@ -252,17 +276,17 @@ fn session_failure(profile: &Profile, error: AuthError) -> Failure {
 async fn finish_sign_in(
     profile: &Profile,
     config: &ProviderConfig,
-    store: &FileStore,
+    store: &ProfileStore,
     session: &Session,
     email: Option<&str>,
     verb: &str,
 ) -> Result<(), Failure> {
-    match store.load().await? {
+    match store.store.load().await? {
         Some(stored) if stored.session.tokens == session.tokens => {}
         _ => {
             return Err(Failure::no_session(format!(
                 "signed in, but the session could not be saved to {}",
-                profile.session_path().display()
+                store.location
             )));
         }
     }
@@ -270,6 +294,7 @@ async fn finish_sign_in(
     profile.write_settings(&Settings {
         provider: config.clone(),
         email: email.map(str::to_owned),
+        store: Some(store.kind),
     })?;
     profile.remove(&profile.otp_path())?;
     let who = email.unwrap_or("(unknown user)");
@@ -300,7 +325,7 @@ fn user_email(session: &Session) -> Option<&str> {
 
 async fn login(profile: &Profile, args: LoginArgs) -> Result<(), Failure> {
     // A corrupt profile is reported before anything is sent, and left as it is.
-    check_store(profile).await?;
+    let store = check_sign_in_store(profile).await?;
     let config = resolve_target(&args.target, profile)?;
     let provider = build(&config)?;
     let remembered = match &args.email {
@@ -338,33 +363,93 @@ async fn login(profile: &Profile, args: LoginArgs) -> Result<(), Failure> {
         }
         credentials = credentials.with_otp(code.trim());
     }
-    let store = profile.store()?;
     let manager = manager(&provider, &store);
     match manager.login(&credentials).await? {
         LoginOutcome::Authenticated(session) => {
             finish_sign_in(profile, &config, &store, &session, Some(email), "signed in").await
         }
         LoginOutcome::OtpRequired(challenge) => {
-            let pending = PendingOtp {
-                provider: config,
-                password_needed: challenge.password.is_some(),
-                challenge,
-            };
-            profile.write_json(&profile.otp_path(), &pending)?;
-            let again = if pending.password_needed {
-                " (this backend needs the password again then: AUTHMUX_PASSWORD, --password-stdin or the prompt)"
-            } else {
-                ""
-            };
-            Err(Failure::new(
-                OTP_REQUIRED,
-                format!(
-                    "a one-time code is required to finish signing in: run {}{again}",
-                    profile.command("otp CODE")
-                ),
-            ))
+            if !args.password_stdin && std::io::stdin().is_terminal() {
+                return otp_inline(profile, &config, &store, &manager, challenge).await;
+            }
+            Err(wait_for_code(profile, config, challenge)?)
         }
     }
+}
+
+/// How many codes a person may type at the inline prompt before the login waits for
+/// `authmux otp CODE` instead.
+const INLINE_OTP_TRIES: u32 = 3;
+
+/// At a terminal: asks for the one-time code and finishes the login in this process,
+/// with the password still in memory (in the challenge; zeroized when it is dropped).
+/// A wrong code may be typed again; an empty line (or end of input) leaves the login
+/// waiting for `authmux otp CODE`, as without a terminal.
+async fn otp_inline(
+    profile: &Profile,
+    config: &ProviderConfig,
+    store: &ProfileStore,
+    manager: &SessionManager,
+    challenge: OtpChallenge,
+) -> Result<(), Failure> {
+    for attempt in 1..=INLINE_OTP_TRIES {
+        let Some(code) = secrets::prompt_line(&format!(
+            "One-time code for {} (empty to finish later): ",
+            challenge.email
+        ))?
+        else {
+            break;
+        };
+        match manager
+            .verify_otp_with(&challenge, &OtpCode::new(code.trim()))
+            .await
+        {
+            Ok(session) => {
+                let email = challenge.email.clone();
+                return finish_sign_in(profile, config, store, &session, Some(&email), "signed in")
+                    .await;
+            }
+            Err(AuthError::InvalidOtp) if attempt < INLINE_OTP_TRIES => {
+                secrets::tell("that code was not accepted; try again");
+            }
+            Err(error) => {
+                let _ = wait_for_code(profile, config.clone(), challenge)?;
+                return Err(still_waiting(
+                    error,
+                    "sign-in",
+                    &profile.command("otp CODE"),
+                ));
+            }
+        }
+    }
+    Err(wait_for_code(profile, config.clone(), challenge)?)
+}
+
+/// Keeps the login waiting for its code (`otp.json`, without the password) and returns
+/// the failure (exit 4) that says how to finish it.
+fn wait_for_code(
+    profile: &Profile,
+    config: ProviderConfig,
+    challenge: OtpChallenge,
+) -> Result<Failure, Failure> {
+    let pending = PendingOtp {
+        provider: config,
+        password_needed: challenge.password.is_some(),
+        challenge,
+    };
+    profile.write_json(&profile.otp_path(), &pending)?;
+    let again = if pending.password_needed {
+        " (this backend needs the password again then: AUTHMUX_PASSWORD, --password-stdin or the prompt)"
+    } else {
+        ""
+    };
+    Ok(Failure::new(
+        OTP_REQUIRED,
+        format!(
+            "a one-time code is required to finish signing in: run {}{again}",
+            profile.command("otp CODE")
+        ),
+    ))
 }
 
 async fn otp(profile: &Profile, code: &str, password_stdin: bool) -> Result<(), Failure> {
@@ -375,7 +460,7 @@ async fn otp(profile: &Profile, code: &str, password_stdin: bool) -> Result<(), 
             profile.command("login ...")
         )));
     };
-    check_store(profile).await?;
+    let store = check_sign_in_store(profile).await?;
     let provider = build(&pending.provider)?;
     let mut challenge = pending.challenge;
     if pending.password_needed {
@@ -386,7 +471,6 @@ async fn otp(profile: &Profile, code: &str, password_stdin: bool) -> Result<(), 
         )?;
         challenge = challenge.with_password(password);
     }
-    let store = profile.store()?;
     let manager = manager(&provider, &store);
     let session = match manager
         .verify_otp_with(&challenge, &OtpCode::new(code.trim()))
@@ -415,21 +499,9 @@ async fn otp(profile: &Profile, code: &str, password_stdin: bool) -> Result<(), 
 
 // ----- using the session -----------------------------------------------------------
 
-async fn token(profile: &Profile) -> Result<(), Failure> {
-    let signed = open(profile).await?;
-    let token = signed
-        .manager
-        .access_token()
-        .await
-        .map_err(|e| session_failure(profile, e))?;
-    // A refreshed session that could not be saved would be lost with this process
-    // (its refresh token already spent): say so with a failing exit, not silently.
-    signed
-        .manager
-        .flush()
-        .await
-        .map_err(|e| session_failure(profile, e))?;
-    say(token.expose_secret());
+async fn token(profile: &Profile, min_valid: Option<Duration>) -> Result<(), Failure> {
+    let (_, session) = crate::exec::valid_session(profile, min_valid).await?;
+    say(session.tokens.access.expose_secret());
     Ok(())
 }
 
@@ -473,15 +545,14 @@ async fn status(profile: &Profile, as_json: bool) -> Result<(), Failure> {
     let otp_pending = profile
         .read_json::<PendingOtp>(&profile.otp_path())?
         .is_some();
-    let (session, can_refresh_dialect) = match &config {
+    let (session, can_refresh_dialect, store) = match &config {
         Some(config) => {
-            check_store(profile).await?;
+            let store = check_store(profile).await?;
             let provider = build(config)?;
-            let store = FileStore::new(profile.session_path());
             let session = manager(&provider, &store).restore().await?;
-            (session, provider.capabilities().refresh)
+            (session, provider.capabilities().refresh, Some(store))
         }
-        None => (None, false),
+        None => (None, false, None),
     };
     let now = SystemTime::now();
     let expires_at = session.as_ref().and_then(|s| s.tokens.expires_at);
@@ -512,6 +583,10 @@ async fn status(profile: &Profile, as_json: bool) -> Result<(), Failure> {
             "can_refresh": can_refresh,
             "usable": usable,
             "otp_pending": otp_pending,
+            "store": store.as_ref().map(|s| json!({
+                "kind": store_name(s.kind),
+                "location": s.location,
+            })),
         }));
     } else {
         let mut rows = vec![vec!["profile".to_owned(), profile.name().to_owned()]];
@@ -552,6 +627,9 @@ async fn status(profile: &Profile, as_json: bool) -> Result<(), Failure> {
                 ]);
             }
             None => rows.push(vec!["session".into(), "none (not signed in)".into()]),
+        }
+        if let Some(store) = &store {
+            rows.push(vec!["stored".into(), store.location.clone()]);
         }
         if otp_pending {
             rows.push(vec![
@@ -603,10 +681,10 @@ async fn logout(profile: &Profile) -> Result<(), Failure> {
     let signed = open(profile).await?;
     let result = signed.manager.logout().await;
     profile.remove(&profile.otp_path())?;
-    if signed.store.load().await?.is_some() {
+    if signed.store.store.load().await?.is_some() {
         return Err(Failure::no_session(format!(
-            "could not remove the session file {}",
-            profile.session_path().display()
+            "could not remove the session from {}",
+            signed.store.location
         )));
     }
     match result {
@@ -716,7 +794,7 @@ async fn sessions(profile: &Profile, command: SessionsCommand) -> Result<(), Fai
                 })
                 .await
                 .map_err(|e| session_failure(profile, e))?;
-            signed.store.delete().await?;
+            signed.store.store.delete().await?;
             say("revoked every sign-in of the user, this one included; signed out locally");
         }
     }
@@ -769,7 +847,7 @@ async fn signup_verify(profile: &Profile, code: &str) -> Result<(), Failure> {
             profile.command("signup ...")
         )));
     };
-    check_store(profile).await?;
+    let store = check_sign_in_store(profile).await?;
     let provider = build(&pending.provider)?;
     let Some(signup) = provider.signup() else {
         return Err(AuthError::Unsupported {
@@ -790,7 +868,6 @@ async fn signup_verify(profile: &Profile, code: &str) -> Result<(), Failure> {
             ));
         }
     };
-    let store = profile.store()?;
     manager(&provider, &store)
         .sign_in_with(session.clone())
         .await?;
@@ -944,14 +1021,13 @@ async fn oauth_complete(
     target: &TargetArgs,
 ) -> Result<(), Failure> {
     let config = resolve_target(target, profile)?;
-    check_store(profile).await?;
+    let store = check_sign_in_store(profile).await?;
     let provider = build(&config)?;
     let Some(oauth) = provider.oauth() else {
         return Err(oauth_unsupported());
     };
     let callback = parse_url(callback, "CALLBACK_URL")?;
     let session = oauth.complete(&callback).await?;
-    let store = profile.store()?;
     manager(&provider, &store)
         .sign_in_with(session.clone())
         .await?;

@@ -4,10 +4,14 @@
 mod cli;
 mod commands;
 mod demo;
+mod exec;
 mod failure;
 mod fake;
+mod keychain;
+mod manual;
 mod output;
 mod profile;
+mod proxy;
 mod secrets;
 
 use std::process::ExitCode;
@@ -19,10 +23,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return failure::clap_exit(&error),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy serves many clients at once: one worker thread per core. Every other
+    // command makes a few requests in a row.
+    let mut builder = if matches!(cli.command, cli::Command::Proxy(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             return failure::Failure::new(
@@ -32,6 +40,15 @@ fn main() -> ExitCode {
             .report();
         }
     };
+    if matches!(cli.command, cli::Command::Exec(_)) {
+        let prepared = runtime.block_on(exec::prepare(cli));
+        // Nothing of this process (its runtime, its locks) outlives it into the command.
+        drop(runtime);
+        return match prepared {
+            Ok(command) => exec::run(command),
+            Err(failure) => failure.report(),
+        };
+    }
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),

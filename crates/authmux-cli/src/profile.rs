@@ -17,13 +17,18 @@
 //! cannot be read is reported and never overwritten or removed.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use authmux::{FileStore, ProviderConfig};
+use authmux::{FileStore, ProviderConfig, SessionStore};
+use clap::ValueEnum;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cli::StoreKind;
 use crate::failure::Failure;
+use crate::keychain::{Keychain, KeyringStore};
 
 /// The environment variable naming the home folder when `--home` is not given.
 pub(crate) const HOME_VAR: &str = "AUTHMUX_HOME";
@@ -70,6 +75,7 @@ impl Home {
             dir: self.root.join("profiles").join(name),
             root: self.root.clone(),
             home_flag: self.flag.clone(),
+            store_flag: None,
         })
     }
 }
@@ -102,6 +108,19 @@ pub(crate) struct Settings {
     pub(crate) provider: ProviderConfig,
     /// The email last signed in with.
     pub(crate) email: Option<String>,
+    /// Where the session lives (`file` when absent).
+    pub(crate) store: Option<StoreKind>,
+}
+
+/// A profile's session store, and where it keeps the session.
+#[derive(Debug, Clone)]
+pub(crate) struct ProfileStore {
+    /// The store.
+    pub(crate) store: Arc<dyn SessionStore>,
+    /// `File` or `Keyring` (never `Auto`: that is resolved when signing in).
+    pub(crate) kind: StoreKind,
+    /// Where the session lives, for people (`status`).
+    pub(crate) location: String,
 }
 
 /// One profile: one backend and at most one session with it.
@@ -111,9 +130,17 @@ pub(crate) struct Profile {
     dir: PathBuf,
     root: PathBuf,
     home_flag: Option<PathBuf>,
+    store_flag: Option<StoreKind>,
 }
 
 impl Profile {
+    /// The same profile, with the `--store` flag as given.
+    #[must_use]
+    pub(crate) fn with_store_flag(mut self, flag: Option<StoreKind>) -> Self {
+        self.store_flag = flag;
+        self
+    }
+
     /// The profile's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
@@ -150,10 +177,88 @@ impl Profile {
         tighten(&self.dir)
     }
 
-    /// The session store, its folder created first so that it is private.
-    pub(crate) fn store(&self) -> Result<FileStore, Failure> {
+    /// The store the profile's session lives in (as the last sign-in chose; `--store`,
+    /// if given, must agree), its folder created (or tightened) first so that it is
+    /// private.
+    pub(crate) fn store(&self) -> Result<ProfileStore, Failure> {
         self.ensure_dir()?;
-        Ok(FileStore::new(self.session_path()))
+        let saved = self
+            .read_settings()?
+            .and_then(|s| s.store)
+            .unwrap_or(StoreKind::File);
+        if let Some(flag) = self.store_flag
+            && flag != StoreKind::Auto
+            && flag != saved
+        {
+            return Err(Failure::usage(format!(
+                "profile {:?} keeps its session in the {} store, not {}: sign in again with --store {} to move it",
+                self.name,
+                store_name(saved),
+                store_name(flag),
+                store_name(flag),
+            )));
+        }
+        self.open_store(saved)
+    }
+
+    /// The store a sign-in saves to: `--store`, else the profile's, else the file.
+    /// `auto` becomes the keychain when it works here, else the file (with a warning on
+    /// standard error). The folder is created first so that it is private.
+    pub(crate) fn sign_in_store(&self) -> Result<ProfileStore, Failure> {
+        self.ensure_dir()?;
+        let saved = self.read_settings()?.and_then(|s| s.store);
+        let wanted = self.store_flag.or(saved).unwrap_or(StoreKind::File);
+        match wanted {
+            StoreKind::File => self.open_store(StoreKind::File),
+            StoreKind::Keyring => {
+                let keychain = Keychain::platform().map_err(keychain_failure)?;
+                keychain
+                    .probe(&self.dir.display().to_string())
+                    .map_err(keychain_failure)?;
+                self.open_store(StoreKind::Keyring)
+            }
+            StoreKind::Auto => {
+                let works = Keychain::platform().and_then(|k| {
+                    k.probe(&self.dir.display().to_string())?;
+                    Ok(k)
+                });
+                match works {
+                    Ok(_) => self.open_store(StoreKind::Keyring),
+                    Err(why) => {
+                        let _ = writeln!(
+                            std::io::stderr().lock(),
+                            "warning: {why}; keeping the session in {} instead (0600)",
+                            self.session_path().display()
+                        );
+                        self.open_store(StoreKind::File)
+                    }
+                }
+            }
+        }
+    }
+
+    fn open_store(&self, kind: StoreKind) -> Result<ProfileStore, Failure> {
+        let path = self.session_path();
+        match kind {
+            StoreKind::Keyring => {
+                let keychain = Keychain::platform().map_err(keychain_failure)?;
+                let location = format!(
+                    "tokens in {}, the rest in {}",
+                    keychain.name(),
+                    path.display()
+                );
+                Ok(ProfileStore {
+                    store: Arc::new(KeyringStore::new(&path, keychain)),
+                    kind,
+                    location,
+                })
+            }
+            StoreKind::File | StoreKind::Auto => Ok(ProfileStore {
+                location: format!("{} (file, 0600)", path.display()),
+                store: Arc::new(FileStore::new(path)),
+                kind: StoreKind::File,
+            }),
+        }
     }
 
     /// The profile's settings, if it has any. A file that cannot be read is an error
@@ -167,9 +272,22 @@ impl Profile {
             .as_object_mut()
             .and_then(|o| o.remove("email"))
             .and_then(|e| e.as_str().map(str::to_owned));
+        let store = match value.as_object_mut().and_then(|o| o.remove("store")) {
+            None => None,
+            Some(kind) => Some(
+                kind.as_str()
+                    .and_then(|k| StoreKind::from_str(k, false).ok())
+                    .filter(|k| *k != StoreKind::Auto)
+                    .ok_or_else(|| corrupt(&path, "\"store\" is not file or keyring"))?,
+            ),
+        };
         let provider =
             ProviderConfig::from_value(value).map_err(|e| corrupt(&path, &e.to_string()))?;
-        Ok(Some(Settings { provider, email }))
+        Ok(Some(Settings {
+            provider,
+            email,
+            store,
+        }))
     }
 
     /// The profile's backend, if it has one.
@@ -183,6 +301,11 @@ impl Profile {
             .map_err(|e| Failure::no_session(format!("cannot encode the settings: {e}")))?;
         if let (Some(object), Some(email)) = (value.as_object_mut(), &settings.email) {
             object.insert("email".to_owned(), email.clone().into());
+        }
+        if let (Some(object), Some(store)) = (value.as_object_mut(), settings.store)
+            && store != StoreKind::File
+        {
+            object.insert("store".to_owned(), store_name(store).into());
         }
         self.write_json(&self.config_path(), &value)
     }
@@ -231,6 +354,21 @@ impl Profile {
         }
         format!("`{command} {rest}`")
     }
+}
+
+/// A store kind as the command line spells it.
+pub(crate) fn store_name(kind: StoreKind) -> &'static str {
+    match kind {
+        StoreKind::File => "file",
+        StoreKind::Keyring => "keyring",
+        StoreKind::Auto => "auto",
+    }
+}
+
+fn keychain_failure(why: String) -> Failure {
+    Failure::no_session(format!(
+        "--store keyring: {why} (use --store file, or --store auto to fall back to it)"
+    ))
 }
 
 fn corrupt(path: &Path, detail: &str) -> Failure {
@@ -334,6 +472,7 @@ mod tests {
         let settings = Settings {
             provider: ProviderConfig::new("linxio", "https://x.example".parse().unwrap()).unwrap(),
             email: Some("ann@example.com".to_owned()),
+            store: Some(StoreKind::Keyring),
         };
         profile.write_settings(&settings).unwrap();
         assert_eq!(profile.read_settings().unwrap(), Some(settings.clone()));

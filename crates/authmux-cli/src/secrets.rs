@@ -110,3 +110,31 @@ impl Secrets {
         self.lines.as_mut().and_then(VecDeque::pop_front)
     }
 }
+
+/// Shows `prompt` on standard error and reads one line from standard input (typed
+/// text is echoed: for one-time codes, not passwords). `None` for an empty line or the
+/// end of input.
+pub(crate) fn prompt_line(prompt: &str) -> Result<Option<Zeroizing<String>>, Failure> {
+    use std::io::{BufRead, Write};
+    {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(prompt.as_bytes());
+        let _ = err.flush();
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::usage(format!("cannot read the code: {e}")))?;
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Zeroizing::new(trimmed.to_owned())))
+}
+
+/// One line for the person at the terminal, on standard error.
+pub(crate) fn tell(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
