@@ -81,6 +81,15 @@ impl ErrorAnswer {
         if self.status >= 500 {
             return AuthError::from_status(self.status, self.code, message, self.retry_after);
         }
+        if context == Context::Authorized {
+            // A resource server's answer to the bearer token (RFC 6750): whatever the
+            // code, 401 means the token was not accepted.
+            return match self.status {
+                401 => AuthError::Unauthorized { message },
+                403 => AuthError::Forbidden { message },
+                _ => AuthError::from_status(self.status, self.code, message, self.retry_after),
+            };
+        }
         match (self.code.as_deref(), context) {
             (Some("invalid_grant" | "invalid_client"), Context::Refresh) => {
                 AuthError::RefreshRejected
