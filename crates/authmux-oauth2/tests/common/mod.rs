@@ -35,7 +35,7 @@ pub(crate) fn reqwest_transport() -> Arc<dyn Transport> {
 pub(crate) enum Decision {
     /// Signs in and allows.
     Allow,
-    /// Aborts (the form's `action` becomes `abort`).
+    /// Aborts at the first form (its `action` becomes `abort`, or `abort=yes` is added).
     Deny,
 }
 
@@ -185,7 +185,7 @@ impl Browser {
                             code.clone_into(value);
                         }
                     }
-                    "action" if decision == Decision::Deny && !is_login => {
+                    "action" if decision == Decision::Deny => {
                         "abort".clone_into(value);
                     }
                     _ => {}
@@ -455,4 +455,86 @@ pub(crate) fn skip(test: &str) {
          (oidc-provider) was not tested. Run `cargo xtask oidc start` and \
          `eval \"$(cargo xtask oidc env)\"`, or `cargo xtask ci`. ***\n"
     );
+}
+
+/// A transport that forwards to another and counts token requests by grant type.
+pub(crate) struct Counting {
+    inner: Arc<dyn Transport>,
+    grants: Mutex<Vec<String>>,
+}
+
+impl Counting {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: reqwest_transport(),
+            grants: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How many token requests had this `grant_type`.
+    pub(crate) fn grants(&self, grant_type: &str) -> usize {
+        self.grants
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| *g == grant_type)
+            .count()
+    }
+}
+
+#[async_trait]
+impl Transport for Counting {
+    async fn send(&self, request: Request<Bytes>) -> Result<http::Response<Bytes>, AuthError> {
+        if let Some((_, grant)) =
+            url::form_urlencoded::parse(request.body()).find(|(k, _)| k == "grant_type")
+        {
+            self.grants.lock().unwrap().push(grant.into_owned());
+        }
+        self.inner.send(request).await
+    }
+}
+
+/// A manager over `provider` on `clock`, refreshing only in the last second of a token's
+/// life (the real server's tokens live 10 s; the default 60 s lead would make every
+/// token due at once).
+pub(crate) fn manager(
+    provider: OAuth2Provider,
+    clock: authmux_core::ManualClock,
+) -> authmux_core::SessionManager {
+    authmux_core::SessionManager::builder(Arc::new(provider))
+        .clock(clock)
+        .refresh_window(authmux_core::RefreshWindow {
+            min_lead: std::time::Duration::from_secs(1),
+            fraction: 0.0,
+            jitter: 0.0,
+        })
+        .build()
+}
+
+/// Sends `n` concurrent `usable_session` calls after moving `clock` past the session's
+/// expiry; returns the access tokens they got.
+pub(crate) async fn concurrent_after_expiry(
+    manager: &authmux_core::SessionManager,
+    clock: &authmux_core::ManualClock,
+    n: usize,
+) -> Vec<String> {
+    let session = manager.session().expect("signed in");
+    let lifetime = session
+        .tokens
+        .lifetime()
+        .expect("the server states a lifetime");
+    clock.advance(lifetime + std::time::Duration::from_secs(1));
+    let calls = (0..n).map(|_| {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.usable_session().await })
+    });
+    let mut tokens = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        let session = call
+            .await
+            .expect("task")
+            .expect("a usable session after expiry");
+        tokens.push(session.tokens.access.expose_secret().to_owned());
+    }
+    tokens
 }
