@@ -35,7 +35,8 @@ pub(crate) fn reqwest_transport() -> Arc<dyn Transport> {
 pub(crate) enum Decision {
     /// Signs in and allows.
     Allow,
-    /// Aborts at the first form (its `action` becomes `abort`, or `abort=yes` is added).
+    /// Aborts at the first form that can (its `action` becomes `abort`, or `abort=yes`
+    /// is added); a form that only asks for the device's user code is filled first.
     Deny,
 }
 
@@ -176,6 +177,11 @@ impl Browser {
                 return Err(BrowserError::WrongPassword);
             }
             let mut fields = form.fields.clone();
+            // Deny at the first form that can abort: one with an `action` field, or any
+            // form but a bare user-code form (that one only asks for the code).
+            let has_action = fields.iter().any(|(k, _)| k == "action");
+            let deny = decision == Decision::Deny
+                && (has_action || !fields.iter().any(|(k, _)| k == "user_code"));
             for (name, value) in &mut fields {
                 match name.as_str() {
                     "login" | "email" | "username" => user.email.clone_into(value),
@@ -185,7 +191,7 @@ impl Browser {
                             code.clone_into(value);
                         }
                     }
-                    "action" if decision == Decision::Deny => {
+                    "action" if deny => {
                         "abort".clone_into(value);
                     }
                     _ => {}
