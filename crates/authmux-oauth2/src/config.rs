@@ -121,7 +121,9 @@ pub struct OAuth2Config {
     /// `endpoints` are given.
     #[serde(alias = "issuer")]
     pub url: Url,
-    /// The client id.
+    /// The client id (required to build a provider; defaults to empty so that a config
+    /// can be completed after parsing).
+    #[serde(default)]
     pub client_id: String,
     /// The client secret (confidential clients). Never serialized.
     #[serde(default, skip_serializing)]
