@@ -114,7 +114,7 @@ pub(crate) enum Command {
 /// profile's settings.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct TargetArgs {
-    /// The backend's dialect: linxio, linkutm or directus.
+    /// The backend's dialect: linxio, linkutm, directus or oauth2.
     #[arg(long, value_name = "DIALECT")]
     pub(crate) dialect: Option<String>,
     /// The backend's base URL (https://..., or http:// to loopback).
@@ -135,6 +135,8 @@ pub(crate) struct TargetArgs {
     /// Per-request timeout in milliseconds (default 30000).
     #[arg(long, value_name = "MS")]
     pub(crate) timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub(crate) oauth2: crate::oauth2::OAuth2Args,
 }
 
 /// `authmux login`.
@@ -152,6 +154,8 @@ pub(crate) struct LoginArgs {
     /// A one-time code to send with the login, for backends that ask for one.
     #[arg(long, value_name = "CODE")]
     pub(crate) otp: Option<String>,
+    #[command(flatten)]
+    pub(crate) grant: crate::oauth2::GrantArgs,
 }
 
 /// `authmux signup`.

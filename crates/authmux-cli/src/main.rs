@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod failure;
 mod fake;
+mod oauth2;
 mod output;
 mod profile;
 mod secrets;

@@ -734,7 +734,8 @@ impl AuthProvider for OAuth2Provider {
         &self.inner.base_url
     }
 
-    /// Refresh always (the refresh token grant, or client credentials again); rotation
+    /// Refresh always (the refresh token grant, or client credentials again, so also
+    /// without a refresh token); rotation
     /// is the server's choice and handled either way, so it is not claimed; server
     /// logout when the server has a revocation endpoint (known once the metadata is
     /// loaded; assumed before discovery).
@@ -746,6 +747,7 @@ impl AuthProvider for OAuth2Provider {
             .is_none_or(|m| m.revocation.is_some());
         Capabilities {
             refresh: true,
+            refresh_without_token: true,
             server_logout,
             ..Capabilities::default()
         }

@@ -63,10 +63,11 @@ pub enum ProviderConfig {
     #[cfg(feature = "directus")]
     #[serde(rename = "directus")]
     Directus(authmux_directus::DirectusConfig),
-    /// A standard OAuth 2.0 / OpenID Connect server (feature `oauth2`).
+    /// A standard OAuth 2.0 / OpenID Connect server (feature `oauth2`). Boxed: its
+    /// configuration is much larger than the others'.
     #[cfg(feature = "oauth2")]
     #[serde(rename = "oauth2")]
-    OAuth2(authmux_oauth2::OAuth2Config),
+    OAuth2(Box<authmux_oauth2::OAuth2Config>),
 }
 
 /// What [`ProviderConfig::build_with`] plugs into the provider instead of the defaults.
@@ -124,10 +125,10 @@ impl ProviderConfig {
             // The client id has no default: set it before building (an empty one is
             // refused then).
             #[cfg(feature = "oauth2")]
-            "oauth2" => Ok(Self::OAuth2(authmux_oauth2::OAuth2Config::new(
+            "oauth2" => Ok(Self::OAuth2(Box::new(authmux_oauth2::OAuth2Config::new(
                 url,
                 String::new(),
-            ))),
+            )))),
             other => Err(unknown_dialect(other)),
         }
     }
@@ -281,7 +282,7 @@ impl ProviderConfig {
             #[cfg(feature = "oauth2")]
             Self::OAuth2(c) => {
                 let provider =
-                    authmux_oauth2::OAuth2Provider::with_transport(c.clone(), transport)?;
+                    authmux_oauth2::OAuth2Provider::with_transport((**c).clone(), transport)?;
                 match clock {
                     Some(clock) => Arc::new(provider.with_clock(clock)),
                     None => Arc::new(provider),
@@ -336,7 +337,7 @@ impl From<authmux_directus::DirectusConfig> for ProviderConfig {
 #[cfg(feature = "oauth2")]
 impl From<authmux_oauth2::OAuth2Config> for ProviderConfig {
     fn from(config: authmux_oauth2::OAuth2Config) -> Self {
-        Self::OAuth2(config)
+        Self::OAuth2(Box::new(config))
     }
 }
 
