@@ -295,3 +295,27 @@ async fn fifty_concurrent_requests_after_expiry_refresh_once_and_the_grant_survi
         Err(AuthError::RefreshRejected)
     ));
 }
+
+#[tokio::test]
+async fn the_manager_refreshes_a_client_credentials_session_without_a_refresh_token() {
+    let fake = FakeOAuth2::start().unwrap();
+    let counting = Counting::new();
+    let clock = ManualClock::starting_now();
+    let config = OAuth2Config::new(fake.base_url().clone(), CONFIDENTIAL_CLIENT_ID)
+        .with_client_secret(CLIENT_SECRET);
+    let provider = OAuth2Provider::with_transport(config, counting.clone())
+        .unwrap()
+        .with_clock(clock.clone());
+    assert!(provider.capabilities().refresh_without_token);
+    let session = provider.client_credentials().await.unwrap();
+    let manager = common::manager(provider, clock.clone());
+    manager.sign_in_with(session.clone()).await.unwrap();
+    let tokens = common::concurrent_after_expiry(&manager, &clock, 10).await;
+    assert_eq!(
+        counting.grants("client_credentials"),
+        2,
+        "sign-in, then one re-fetch"
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_ne!(tokens[0], session.tokens.access.expose_secret());
+}
