@@ -152,8 +152,11 @@ impl Browser {
     ) -> Result<Option<Url>, BrowserError> {
         let mut next = (Method::GET, start.clone(), None::<Vec<(String, String)>>);
         let mut submitted_login = false;
+        let mut denied = false;
+        let mut steps = Vec::new();
         for _ in 0..30 {
             let (method, url, form) = next;
+            steps.push(format!("{method} {}", url.path()));
             let (status, location, body) = self.request(method, &url, form.as_deref()).await?;
             if let Some(location) = location {
                 if let Some(stop) = stop_at
@@ -169,6 +172,11 @@ impl Browser {
                     "{url} answered {status}: {body}"
                 )));
             }
+            // After an abort, the next page is the server's last word (oidc-provider shows
+            // the code form again, saying the sign-in was interrupted).
+            if denied {
+                return Ok(None);
+            }
             let Some(form) = parse_form(&body) else {
                 return Ok(None);
             };
@@ -178,10 +186,10 @@ impl Browser {
             }
             let mut fields = form.fields.clone();
             // Deny at the first form that can abort: one with an `action` field, or any
-            // form but a bare user-code form (that one only asks for the code).
+            // form but one that only asks for the device's code (an empty `user_code`).
             let has_action = fields.iter().any(|(k, _)| k == "action");
-            let deny = decision == Decision::Deny
-                && (has_action || !fields.iter().any(|(k, _)| k == "user_code"));
+            let asks_code = fields.iter().any(|(k, v)| k == "user_code" && v.is_empty());
+            let deny = decision == Decision::Deny && (has_action || !asks_code);
             for (name, value) in &mut fields {
                 match name.as_str() {
                     "login" | "email" | "username" => user.email.clone_into(value),
@@ -202,12 +210,16 @@ impl Browser {
                 fields.push(("abort".into(), "yes".into()));
             }
             submitted_login |= is_login;
+            denied |= deny;
             let action = url
                 .join(&form.action)
                 .map_err(|_| BrowserError::Stuck(format!("bad form action {}", form.action)))?;
             next = (Method::POST, action, Some(fields));
         }
-        Err(BrowserError::Stuck("too many steps".into()))
+        Err(BrowserError::Stuck(format!(
+            "too many steps: {}",
+            steps.join(" -> ")
+        )))
     }
 }
 
