@@ -130,13 +130,20 @@ pub(crate) async fn login(profile: &Profile, args: LoginArgs) -> Result<(), Fail
     // concrete provider for the grant calls.
     build(&config)?;
     let provider = OAuth2Provider::new((**oauth2).clone())?;
-    let session = if args.grant.device {
+    let mut session = if args.grant.device {
         device(&provider).await?
     } else if args.grant.browser {
         browser(&provider, oauth2).await?
     } else {
         provider.client_credentials().await?
     };
+    // OpenID providers often keep the email out of the ID token (it is in userinfo):
+    // ask, so the profile can name the user. A failure here does not undo the sign-in.
+    if session.user.as_ref().is_none_or(|u| u.email.is_none())
+        && let Ok(user) = provider.current_user(&session).await
+    {
+        session.user = Some(user);
+    }
     let shared: Arc<dyn AuthProvider> = Arc::new(provider);
     let store = profile.store()?;
     manager(&shared, &store)

@@ -3,7 +3,10 @@
 //! prints), the browser flow (the test plays the browser with the URL it prints),
 //! client credentials with the secret read from an environment variable that is never
 //! saved, and four `token` processes sharing one profile after expiry refreshing once
-//! with a rotating refresh token, so that the server's reuse detection never fires.
+//! with a rotating refresh token, so that the server's reuse detection never fires;
+//! the last also against the real `oidc-provider` when `AUTHMUX_OIDC_ISSUER` is set
+//! (`cargo xtask ci` sets it), with a loud skip otherwise.
+#![allow(clippy::print_stderr, reason = "a skipped live test says so on stderr")]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -387,4 +390,95 @@ fn oauth2_flags_are_checked() {
     assert!(text(&wrong_dialect.stderr).contains("oauth2 only"));
     let both = home.run("x", &["login", "--device", "--browser"]);
     assert_eq!(both.status.code(), Some(2));
+}
+
+#[test]
+fn live_four_token_processes_on_one_profile_against_oidc_provider() {
+    let Some(issuer) = std::env::var("AUTHMUX_OIDC_ISSUER")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        eprintln!(
+            "\n*** SKIPPED live_four_token_processes_on_one_profile_against_oidc_provider: \
+             AUTHMUX_OIDC_ISSUER is not set, so the real OpenID provider was not tested. Run \
+             `cargo xtask oidc start` and `eval \"$(cargo xtask oidc env)\"`, or `cargo xtask ci`. ***\n"
+        );
+        return;
+    };
+    let password = std::env::var("AUTHMUX_OIDC_PASSWORD").expect("AUTHMUX_OIDC_PASSWORD");
+    let home = Home::new();
+    let cmd = home.cmd(
+        "live",
+        &[
+            "login",
+            "--dialect",
+            "oauth2",
+            "--url",
+            &issuer,
+            "--client-id",
+            "authmux-cli",
+            "--scope",
+            SCOPE,
+            "--device",
+        ],
+    );
+    let (child, rx) = spawn_reading_stderr(cmd);
+    let line = line_with(&rx, "enter the code");
+    let uri = line
+        .split("open ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let code = line.rsplit(' ').next().unwrap().trim().to_owned();
+    // The test plays the user at the verification URI.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let transport = std::sync::Arc::new(authmux::ReqwestTransport::new().unwrap());
+        authmux_testkit::browser::Browser::new(transport)
+            .run(
+                &uri.parse().unwrap(),
+                None,
+                &authmux::Credentials::new("alice@example.com", password.as_str()),
+                authmux_testkit::browser::Decision::Allow,
+                Some(&code),
+            )
+            .await
+            .unwrap();
+    });
+    let output = child.wait_with_output().unwrap();
+    assert!(ok(&output).contains("alice@example.com"));
+    let before = home.session("live")["session"]["tokens"]["refresh"].clone();
+    home.expire("live");
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            home.cmd("live", &["token"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let after = home.session("live")["session"]["tokens"].clone();
+    for output in &outputs {
+        assert_eq!(ok(output).trim(), after["access"].as_str().unwrap());
+    }
+    assert_ne!(
+        after["refresh"], before,
+        "oidc-provider rotated the refresh token"
+    );
+    // Had two processes refreshed with the same token, oidc-provider would have revoked
+    // the grant: it is alive, and refreshes again.
+    assert!(ok(&home.run("live", &["whoami"])).contains("alice@example.com"));
+    ok(&home.run("live", &["refresh"]));
+    ok(&home.run("live", &["logout"]));
 }

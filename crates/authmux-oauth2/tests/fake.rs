@@ -91,7 +91,7 @@ async fn a_pkce_callback_with_a_wrong_state_is_refused_before_anything_is_sent()
             .unwrap()
             .contains("code_challenge_method=S256")
     );
-    let callback = Browser::new()
+    let callback = Browser::new(reqwest_transport())
         .run(
             request.url(),
             Some(&redirect),

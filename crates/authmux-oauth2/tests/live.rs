@@ -29,7 +29,7 @@ async fn pkce_end_to_end_with_a_wrong_state_first() {
         .unwrap();
     let redirect = listener.redirect_uri().clone();
     let request = provider.authorization_request(&redirect).await.unwrap();
-    let callback = Browser::new()
+    let callback = Browser::new(reqwest_transport())
         .run(
             request.url(),
             Some(&redirect),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod conformance;
 pub mod directus;
 pub mod families;
