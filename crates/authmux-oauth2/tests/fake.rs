@@ -319,3 +319,30 @@ async fn the_manager_refreshes_a_client_credentials_session_without_a_refresh_to
     assert!(tokens.iter().all(|t| *t == tokens[0]));
     assert_ne!(tokens[0], session.tokens.access.expose_secret());
 }
+
+#[tokio::test]
+async fn sessions_are_bound_to_the_api_url_when_one_is_configured() {
+    let fake = FakeOAuth2::start().unwrap();
+    let api: url::Url = "https://api.example.com/v1/".parse().unwrap();
+    let provider = OAuth2Provider::with_transport(
+        config(&fake).with_api_url(api.clone()),
+        reqwest_transport(),
+    )
+    .unwrap();
+    assert_eq!(provider.base_url(), &api);
+    let session = password_login(&provider).await.unwrap();
+    assert!(session.is_same_origin(&"https://api.example.com/items".parse().unwrap()));
+    assert!(!session.is_same_origin(fake.base_url()));
+    // The provider's own endpoints still work for it.
+    provider.refresh(&session).await.unwrap();
+    assert_eq!(
+        provider.logout(&session).await.unwrap(),
+        LogoutOutcome::Revoked
+    );
+    // Plain http to a non-loopback API is refused like any other URL.
+    let insecure = config(&fake).with_api_url("http://api.example.com".parse().unwrap());
+    assert!(matches!(
+        OAuth2Provider::with_transport(insecure, reqwest_transport()),
+        Err(AuthError::InsecureTransport { .. })
+    ));
+}
