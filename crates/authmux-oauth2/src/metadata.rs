@@ -1,7 +1,7 @@
 //! The authorization server's metadata ([`ServerMetadata`], from OpenID Connect Discovery
 //! or explicit [`Endpoints`]) and ID token verification against the issuer's JWKS.
 //!
-//! An ID token's claims are trusted only after [`verify_id_token`]: a signature by a
+//! An ID token's claims are trusted only after `verify_id_token`: a signature by a
 //! key of the issuer's JWKS with an asymmetric algorithm (never `none` or HMAC), `iss`
 //! equal to the issuer, `aud` containing the client id (and `azp`, when present, equal
 //! to it), `exp` in the future by the provider's clock (60 s leeway), and the `nonce`
