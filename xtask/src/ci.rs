@@ -4,24 +4,29 @@
 //! Unless `AUTHMUX_DIRECTUS_URL` is already set or `--no-directus` is given, it starts
 //! the two Directus servers of [`crate::directus`] while the format and lint checks run,
 //! hands their `AUTHMUX_DIRECTUS_*` variables to the tests and doc tests, and stops
-//! them once those ran (also when any step fails), before the docs build.
+//! them once those ran (also when any step fails), before the docs build. The OpenID
+//! provider of [`crate::oidc`] is started and stopped the same way, beside them
+//! (`AUTHMUX_OIDC_ISSUER`, `--no-oidc`).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::Result;
 use crate::directus::{self, StartFlags, server::Server};
+use crate::oidc::{self, OidcServer};
 use crate::run::{run, tail};
 
 /// The number of steps, for progress lines.
 const STEPS: u32 = 5;
 
-/// Runs `cargo xtask ci [--no-directus]`.
+/// Runs `cargo xtask ci [--no-directus] [--no-oidc]`.
 pub(crate) fn main(args: &[String]) -> Result {
     let mut no_directus = false;
+    let mut no_oidc = false;
     for arg in args {
         match arg.as_str() {
             "--no-directus" => no_directus = true,
+            "--no-oidc" => no_oidc = true,
             other => return Err(format!("unknown ci flag `{other}`\n\n{}", crate::USAGE)),
         }
     }
@@ -30,7 +35,12 @@ pub(crate) fn main(args: &[String]) -> Result {
         .ok()
         .filter(|url| !url.is_empty());
     let start_directus = if no_directus {
-        warn_no_directus(external_url.as_deref());
+        warn_skipped(
+            "--no-directus",
+            "Directus",
+            "AUTHMUX_DIRECTUS_URL",
+            external_url.as_deref(),
+        );
         false
     } else if let Some(url) = &external_url {
         println!("xtask: using the Directus at {url} from AUTHMUX_DIRECTUS_URL; not starting one");
@@ -38,27 +48,59 @@ pub(crate) fn main(args: &[String]) -> Result {
     } else {
         true
     };
+    let external_issuer = std::env::var("AUTHMUX_OIDC_ISSUER")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let start_oidc = if no_oidc {
+        warn_skipped(
+            "--no-oidc",
+            "the OpenID provider",
+            "AUTHMUX_OIDC_ISSUER",
+            external_issuer.as_deref(),
+        );
+        false
+    } else if let Some(url) = &external_issuer {
+        println!(
+            "xtask: using the OpenID provider at {url} from AUTHMUX_OIDC_ISSUER; not starting one"
+        );
+        false
+    } else {
+        true
+    };
 
     let result = std::thread::scope(|scope| {
         // The servers boot while fmt and clippy run; the tests need them only later.
-        let starting = start_directus
+        let directus_starting = start_directus
             .then(|| scope.spawn(|| directus::start_servers(StartFlags::default(), false)));
+        let oidc_starting = start_oidc.then(|| scope.spawn(|| OidcServer::start(false)));
         let static_checks = static_checks();
-        let Some(starting) = starting else {
-            static_checks?;
-            return tests(&[]);
-        };
         // From here on the servers are inside `Running`, which stops them when dropped.
-        let servers = starting
-            .join()
-            .unwrap_or_else(|_| Err("the Directus start panicked".into()))
-            .map(Running)
-            .map_err(|e| format!("starting Directus failed:\n{e}"));
+        let servers = directus_starting.map(|starting| {
+            starting
+                .join()
+                .unwrap_or_else(|_| Err("the Directus start panicked".into()))
+                .map(Running)
+                .map_err(|e| format!("starting Directus failed:\n{e}"))
+        });
+        let provider = oidc_starting.map(|starting| {
+            starting
+                .join()
+                .unwrap_or_else(|_| Err("the OpenID provider start panicked".into()))
+                .map(RunningOidc)
+                .map_err(|e| format!("starting the OpenID provider failed:\n{e}"))
+        });
         static_checks?;
-        let servers = servers?;
-        let env = directus::exports(&servers.0);
+        let servers = servers.transpose()?;
+        let provider = provider.transpose()?;
+        let mut env = Vec::new();
+        if let Some(servers) = &servers {
+            env.extend(directus::exports(&servers.0));
+        }
+        if let Some(provider) = &provider {
+            env.extend(oidc::exports(&provider.0));
+        }
         for (name, value) in &env {
-            let shown = if name.ends_with("PASSWORD") {
+            let shown = if name.ends_with("PASSWORD") || name.ends_with("SECRET") {
                 "(hidden)"
             } else {
                 value
@@ -67,16 +109,22 @@ pub(crate) fn main(args: &[String]) -> Result {
         }
         let result = tests(&env);
         if result.is_err() {
-            for server in &servers.0 {
+            for server in servers.iter().flat_map(|s| &s.0) {
                 println!(
                     "xtask: --- last lines of the Directus `{}` log ---\n{}",
                     server.name,
                     tail(&server.log_file(), 30)
                 );
             }
+            if let Some(provider) = &provider {
+                println!(
+                    "xtask: --- last lines of the OpenID provider log ---\n{}",
+                    tail(&provider.0.log, 30)
+                );
+            }
         }
         result
-        // `servers` drops here: the servers stop, whatever the result.
+        // `servers` and `provider` drop here: they stop, whatever the result.
     })
     // The docs need no server: build them after the servers are gone.
     .and_then(|()| docs());
@@ -91,6 +139,17 @@ pub(crate) fn main(args: &[String]) -> Result {
         ),
     }
     result
+}
+
+/// The OpenID provider, stopped when this value is dropped.
+struct RunningOidc(OidcServer);
+
+impl Drop for RunningOidc {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.stop() {
+            eprintln!("xtask: {e}");
+        }
+    }
 }
 
 /// Servers that stop when this value is dropped, so no exit path leaves them running.
@@ -185,15 +244,15 @@ fn has_nextest() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// Says loudly that `--no-directus` skipped the live Directus tests' server.
-fn warn_no_directus(external_url: Option<&str>) {
-    let what = match external_url {
-        Some(url) => format!("the live tests use AUTHMUX_DIRECTUS_URL={url} from your environment"),
-        None => "AUTHMUX_DIRECTUS_URL is unset: the live Directus tests will SKIP".to_string(),
+/// Says loudly that `flag` skipped starting `what` for the live tests.
+fn warn_skipped(flag: &str, what: &str, var: &str, external: Option<&str>) {
+    let detail = match external {
+        Some(url) => format!("the live tests use {var}={url} from your environment"),
+        None => format!("{var} is unset: the live tests of {what} will SKIP"),
     };
     let bar = "#".repeat(78);
     println!("xtask: {bar}");
-    println!("xtask: # --no-directus: NOT starting Directus; {what}");
+    println!("xtask: # {flag}: NOT starting {what}; {detail}");
     println!(
         "xtask: # This run does not show what CI shows. Run `cargo xtask ci` before you push."
     );

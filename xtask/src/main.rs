@@ -8,6 +8,7 @@
 
 mod ci;
 mod directus;
+mod oidc;
 mod run;
 
 /// Every xtask step either succeeds or fails with a message for the person at the terminal.
@@ -17,9 +18,11 @@ type Result<T = ()> = std::result::Result<T, String>;
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
-  ci [--no-directus]   fmt check, clippy, tests, doc tests and docs, as CI runs them.
-                       Starts two Directus servers for the live tests (and stops them)
-                       unless AUTHMUX_DIRECTUS_URL is set or --no-directus is given.
+  ci [--no-directus] [--no-oidc]
+                       fmt check, clippy, tests, doc tests and docs, as CI runs them.
+                       Starts two Directus servers and the OpenID provider for the live
+                       tests (and stops them) unless AUTHMUX_DIRECTUS_URL /
+                       AUTHMUX_OIDC_ISSUER is set or --no-directus / --no-oidc is given.
   directus install     install Node 22 and Directus 12.4.0 into the cache folder
                        ($AUTHMUX_CACHE_DIR, else $XDG_CACHE_HOME/authmux, else
                        ~/.cache/authmux), unless already there
@@ -32,6 +35,12 @@ usage: cargo xtask <command>
                        eval \"$(cargo xtask directus env)\"
   directus stop        stop the servers and remove their temp folders
 
+  oidc install         install Node 22 and oidc-provider 9.13.3 into the cache folder
+  oidc start           start the OpenID provider (xtask/oidc/server.mjs) in the
+                       background on a free loopback port
+  oidc env             print `export AUTHMUX_OIDC_...` lines: eval \"$(cargo xtask oidc env)\"
+  oidc stop            stop it (AUTHMUX_OIDC_INSTANCE=<name> keeps several apart)
+
   start, env and stop share their record of the servers through the cache folder; when
   several people share one machine account, each sets AUTHMUX_DIRECTUS_INSTANCE=<name>
   so as to start, see and stop only their own servers.";
@@ -41,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::main(&args[1..]),
         Some("directus") => directus::main(&args[1..]),
+        Some("oidc") => oidc::main(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

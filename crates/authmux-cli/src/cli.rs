@@ -211,7 +211,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// profile's settings.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct TargetArgs {
-    /// The backend's dialect: linxio, linkutm or directus.
+    /// The backend's dialect: linxio, linkutm, directus or oauth2.
     #[arg(long, value_name = "DIALECT")]
     pub(crate) dialect: Option<String>,
     /// The backend's base URL (https://..., or http:// to loopback).
@@ -232,6 +232,8 @@ pub(crate) struct TargetArgs {
     /// Per-request timeout in milliseconds (default 30000).
     #[arg(long, value_name = "MS")]
     pub(crate) timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub(crate) oauth2: crate::oauth2::OAuth2Args,
 }
 
 /// `authmux login`.
@@ -249,6 +251,8 @@ pub(crate) struct LoginArgs {
     /// A one-time code to send with the login, for backends that ask for one.
     #[arg(long, value_name = "CODE")]
     pub(crate) otp: Option<String>,
+    #[command(flatten)]
+    pub(crate) grant: crate::oauth2::GrantArgs,
 }
 
 /// `authmux signup`.

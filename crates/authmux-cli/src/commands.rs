@@ -90,7 +90,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
 /// The backend the flags name, or the profile's. With `--url`, a fresh configuration of
 /// `--dialect` (or the profile's dialect) is built from the flags alone; without it, the
 /// profile's settings are used, with the flags applied on top.
-fn resolve_target(args: &TargetArgs, profile: &Profile) -> Result<ProviderConfig, Failure> {
+pub(crate) fn resolve_target(
+    args: &TargetArgs,
+    profile: &Profile,
+) -> Result<ProviderConfig, Failure> {
     let saved = profile.read_config()?;
     let mut config = match &args.url {
         Some(url) => {
@@ -99,7 +102,7 @@ fn resolve_target(args: &TargetArgs, profile: &Profile) -> Result<ProviderConfig
                 (None, Some(saved)) => saved.dialect().to_owned(),
                 (None, None) => {
                     return Err(Failure::usage(
-                        "--dialect is required (linxio, linkutm or directus)",
+                        "--dialect is required (linxio, linkutm, directus or oauth2)",
                     ));
                 }
             };
@@ -153,6 +156,7 @@ fn apply_options(config: &mut ProviderConfig, args: &TargetArgs) -> Result<(), F
         }
         config.client_mut().timeout_ms = Some(ms);
     }
+    crate::oauth2::apply(config, &args.oauth2)?;
     match config {
         ProviderConfig::Linxio(c) => {
             if let Some(domain) = &args.domain {
@@ -186,7 +190,7 @@ fn parse_url(text: &str, flag: &str) -> Result<Url, Failure> {
     Ok(url)
 }
 
-fn build(config: &ProviderConfig) -> Result<Arc<dyn AuthProvider>, Failure> {
+pub(crate) fn build(config: &ProviderConfig) -> Result<Arc<dyn AuthProvider>, Failure> {
     config.build().map_err(|error| {
         let insecure = matches!(error, AuthError::InsecureTransport { .. });
         let mut failure = Failure::from(error);
@@ -204,7 +208,7 @@ pub(crate) fn manager(provider: &Arc<dyn AuthProvider>, store: &ProfileStore) ->
 }
 
 /// Fails (exit 3, file untouched) if the profile's session cannot be read.
-async fn check_store(profile: &Profile) -> Result<ProfileStore, Failure> {
+pub(crate) async fn check_store(profile: &Profile) -> Result<ProfileStore, Failure> {
     let store = profile.store()?;
     store.store.load().await?;
     Ok(store)
@@ -273,7 +277,7 @@ pub(crate) fn session_failure(profile: &Profile, error: AuthError) -> Failure {
 
 /// Checks that `session` reached the store, saves the profile's settings (the backend
 /// and `email`), and says so.
-async fn finish_sign_in(
+pub(crate) async fn finish_sign_in(
     profile: &Profile,
     config: &ProviderConfig,
     store: &ProfileStore,
@@ -324,6 +328,9 @@ fn user_email(session: &Session) -> Option<&str> {
 // ----- signing in ------------------------------------------------------------------
 
 async fn login(profile: &Profile, args: LoginArgs) -> Result<(), Failure> {
+    if args.grant.any() {
+        return crate::oauth2::login(profile, args).await;
+    }
     // A corrupt profile is reported before anything is sent, and left as it is.
     let store = check_sign_in_store(profile).await?;
     let config = resolve_target(&args.target, profile)?;

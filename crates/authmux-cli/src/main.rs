@@ -9,6 +9,7 @@ mod failure;
 mod fake;
 mod keychain;
 mod manual;
+mod oauth2;
 mod output;
 mod profile;
 mod proxy;

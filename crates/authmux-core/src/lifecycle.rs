@@ -295,6 +295,7 @@ pub struct Lifecycle {
     /// Consecutive transient refresh failures.
     failures: u32,
     can_refresh: bool,
+    tokenless_refresh: bool,
     window: RefreshWindow,
     backoff: RefreshBackoff,
     spent: BTreeSet<Fingerprint>,
@@ -311,6 +312,7 @@ impl Lifecycle {
             retry_at: None,
             failures: 0,
             can_refresh,
+            tokenless_refresh: false,
             window,
             backoff: RefreshBackoff::default(),
             spent: BTreeSet::new(),
@@ -321,6 +323,14 @@ impl Lifecycle {
     #[must_use]
     pub fn with_backoff(mut self, backoff: RefreshBackoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Lets a session without a refresh token refresh too (the provider's
+    /// [`Capabilities::refresh_without_token`](crate::Capabilities::refresh_without_token)).
+    #[must_use]
+    pub fn with_tokenless_refresh(mut self, allowed: bool) -> Self {
+        self.tokenless_refresh = allowed;
         self
     }
 
@@ -382,14 +392,16 @@ impl Lifecycle {
         self.spent.contains(&fingerprint)
     }
 
-    /// Whether the session has a refresh token that may still be sent.
+    /// Whether the session has a refresh token that may still be sent (or needs none).
     fn can_refresh_now(&self) -> bool {
         self.can_refresh
             && self
                 .session
                 .as_ref()
-                .and_then(|s| s.tokens.refresh.as_ref())
-                .is_some_and(|r| !self.spent.contains(&r.fingerprint()))
+                .is_some_and(|s| match &s.tokens.refresh {
+                    Some(r) => !self.spent.contains(&r.fingerprint()),
+                    None => self.tokenless_refresh,
+                })
     }
 
     fn install(&mut self, session: Session, jitter: f64) {

@@ -359,12 +359,13 @@ impl ManagerBuilder {
 
     /// The manager, with no session yet (see [`SessionManager::restore`]).
     pub fn build(self) -> SessionManager {
-        let can_refresh = self.provider.capabilities().refresh;
+        let capabilities = self.provider.capabilities();
         SessionManager {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    lifecycle: Lifecycle::new(can_refresh, self.config.refresh_window)
-                        .with_backoff(self.config.backoff),
+                    lifecycle: Lifecycle::new(capabilities.refresh, self.config.refresh_window)
+                        .with_backoff(self.config.backoff)
+                        .with_tokenless_refresh(capabilities.refresh_without_token),
                     version: None,
                     challenge: None,
                     dirty_lock: None,

@@ -35,6 +35,9 @@ pub struct Capabilities {
     pub refresh: bool,
     /// Refresh tokens rotate: a used refresh token is dead.
     pub rotating_refresh: bool,
+    /// A session without a refresh token can refresh too (OAuth 2.0 client
+    /// credentials: a refresh fetches a new token with the client's own credentials).
+    pub refresh_without_token: bool,
     /// Login may ask for a one-time code.
     pub otp_login: bool,
     /// Logout ends the session on the server.

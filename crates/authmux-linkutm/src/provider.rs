@@ -364,6 +364,7 @@ impl AuthProvider for LinkUtmProvider {
         Capabilities {
             refresh: false,
             rotating_refresh: false,
+            refresh_without_token: false,
             otp_login: false,
             // Logout revokes this session's own sign-in (and with it the JWT) whenever
             // the server lets it be identified, which LinkUTM's `current` flag and `sid`

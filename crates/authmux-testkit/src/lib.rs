@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod conformance;
 pub mod directus;
 pub mod families;
@@ -8,6 +9,7 @@ pub mod faults;
 pub mod jwt;
 pub mod linkutm;
 pub mod linxio;
+pub mod oauth2;
 pub mod recorder;
 pub mod scripted;
 pub mod server;
@@ -21,5 +23,6 @@ pub use authmux_core::strategies;
 pub use faults::Fault;
 pub use linkutm::FakeLinkUtm;
 pub use linxio::FakeLinxio;
+pub use oauth2::FakeOAuth2;
 pub use scripted::ScriptedProvider;
 pub use server::{FakeRequest, FakeResponse, RateLimit, ServerHandle};

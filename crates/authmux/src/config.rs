@@ -27,13 +27,14 @@ use serde_json::Value;
 use url::Url;
 
 /// Every dialect authmux knows, whether or not its feature is enabled in this build.
-pub const DIALECTS: [&str; 3] = ["linxio", "linkutm", "directus"];
+pub const DIALECTS: [&str; 4] = ["linxio", "linkutm", "directus", "oauth2"];
 
 /// Whether `dialect`'s feature is enabled in this build.
 fn enabled(dialect: &str) -> bool {
     (dialect == "linxio" && cfg!(feature = "linxio"))
         || (dialect == "linkutm" && cfg!(feature = "linkutm"))
         || (dialect == "directus" && cfg!(feature = "directus"))
+        || (dialect == "oauth2" && cfg!(feature = "oauth2"))
 }
 
 /// Which backend to talk to and how: a dialect's configuration, tagged by `dialect`.
@@ -62,6 +63,11 @@ pub enum ProviderConfig {
     #[cfg(feature = "directus")]
     #[serde(rename = "directus")]
     Directus(authmux_directus::DirectusConfig),
+    /// A standard OAuth 2.0 / OpenID Connect server (feature `oauth2`). Boxed: its
+    /// configuration is much larger than the others'.
+    #[cfg(feature = "oauth2")]
+    #[serde(rename = "oauth2")]
+    OAuth2(Box<authmux_oauth2::OAuth2Config>),
 }
 
 /// What [`ProviderConfig::build_with`] plugs into the provider instead of the defaults.
@@ -116,6 +122,13 @@ impl ProviderConfig {
             "linkutm" => Ok(Self::LinkUtm(authmux_linkutm::LinkUtmConfig::new(url))),
             #[cfg(feature = "directus")]
             "directus" => Ok(Self::Directus(authmux_directus::DirectusConfig::new(url))),
+            // The client id has no default: set it before building (an empty one is
+            // refused then).
+            #[cfg(feature = "oauth2")]
+            "oauth2" => Ok(Self::OAuth2(Box::new(authmux_oauth2::OAuth2Config::new(
+                url,
+                String::new(),
+            )))),
             other => Err(unknown_dialect(other)),
         }
     }
@@ -164,7 +177,7 @@ impl ProviderConfig {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The dialect's name: `"linxio"`, `"linkutm"` or `"directus"`.
+    /// The dialect's name: `"linxio"`, `"linkutm"`, `"directus"` or `"oauth2"`.
     pub fn dialect(&self) -> &'static str {
         match self {
             #[cfg(feature = "linxio")]
@@ -173,6 +186,8 @@ impl ProviderConfig {
             Self::LinkUtm(_) => authmux_linkutm::DIALECT,
             #[cfg(feature = "directus")]
             Self::Directus(_) => authmux_directus::DIALECT,
+            #[cfg(feature = "oauth2")]
+            Self::OAuth2(_) => authmux_oauth2::DIALECT,
         }
     }
 
@@ -185,6 +200,8 @@ impl ProviderConfig {
             Self::LinkUtm(c) => &c.url,
             #[cfg(feature = "directus")]
             Self::Directus(c) => &c.url,
+            #[cfg(feature = "oauth2")]
+            Self::OAuth2(c) => &c.url,
         }
     }
 
@@ -197,6 +214,8 @@ impl ProviderConfig {
             Self::LinkUtm(c) => &c.client,
             #[cfg(feature = "directus")]
             Self::Directus(c) => &c.client,
+            #[cfg(feature = "oauth2")]
+            Self::OAuth2(c) => &c.client,
         }
     }
 
@@ -209,6 +228,8 @@ impl ProviderConfig {
             Self::LinkUtm(c) => &mut c.client,
             #[cfg(feature = "directus")]
             Self::Directus(c) => &mut c.client,
+            #[cfg(feature = "oauth2")]
+            Self::OAuth2(c) => &mut c.client,
         }
     }
 
@@ -258,6 +279,15 @@ impl ProviderConfig {
                     None => Arc::new(provider),
                 }
             }
+            #[cfg(feature = "oauth2")]
+            Self::OAuth2(c) => {
+                let provider =
+                    authmux_oauth2::OAuth2Provider::with_transport((**c).clone(), transport)?;
+                match clock {
+                    Some(clock) => Arc::new(provider.with_clock(clock)),
+                    None => Arc::new(provider),
+                }
+            }
         })
     }
 
@@ -301,6 +331,13 @@ impl From<authmux_linkutm::LinkUtmConfig> for ProviderConfig {
 impl From<authmux_directus::DirectusConfig> for ProviderConfig {
     fn from(config: authmux_directus::DirectusConfig) -> Self {
         Self::Directus(config)
+    }
+}
+
+#[cfg(feature = "oauth2")]
+impl From<authmux_oauth2::OAuth2Config> for ProviderConfig {
+    fn from(config: authmux_oauth2::OAuth2Config) -> Self {
+        Self::OAuth2(Box::new(config))
     }
 }
 
@@ -407,13 +444,31 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "oauth2")]
+    #[test]
+    fn an_oauth2_config_needs_a_client_id_to_build() {
+        let config: ProviderConfig = r#"{"dialect":"oauth2","url":"https://login.example.com","client_id":"cli","scopes":["openid"]}"#
+            .parse()
+            .unwrap();
+        assert_eq!(config.dialect(), "oauth2");
+        assert_eq!(config.build().unwrap().dialect(), "oauth2");
+        let without =
+            ProviderConfig::new("oauth2", Url::parse("https://login.example.com").unwrap())
+                .unwrap();
+        assert_eq!(field_of(&without.build().unwrap_err()), Some("client_id"));
+    }
+
     #[test]
     fn unknown_missing_or_malformed_dialect_is_a_typed_error() {
         let unknown = ProviderConfig::from_json(r#"{"dialect":"okta","url":"https://x.example"}"#)
             .unwrap_err();
         assert_eq!(field_of(&unknown), Some("dialect"), "{unknown:?}");
         assert!(unknown.to_string().contains("okta"), "{unknown}");
-        assert!(unknown.to_string().contains("linxio, linkutm, directus"));
+        assert!(
+            unknown
+                .to_string()
+                .contains("linxio, linkutm, directus, oauth2")
+        );
         let new_unknown =
             ProviderConfig::new("okta", Url::parse("https://x.example").unwrap()).unwrap_err();
         assert_eq!(field_of(&new_unknown), Some("dialect"));
@@ -446,12 +501,20 @@ mod tests {
         }
     }
 
+    /// `ProviderConfig::new` plus what a dialect cannot default (the OAuth 2.0 client id).
+    fn buildable(dialect: &str, url: &str) -> ProviderConfig {
+        let mut config = ProviderConfig::new(dialect, Url::parse(url).unwrap()).unwrap();
+        #[cfg(feature = "oauth2")]
+        if let ProviderConfig::OAuth2(c) = &mut config {
+            "authmux-cli".clone_into(&mut c.client_id);
+        }
+        config
+    }
+
     #[test]
     fn plain_http_is_refused_unless_loopback_or_opted_in() {
         for dialect in DIALECTS {
-            let remote =
-                ProviderConfig::new(dialect, Url::parse("http://auth.example.com").unwrap())
-                    .unwrap();
+            let remote = buildable(dialect, "http://auth.example.com");
             let error = remote.build().unwrap_err();
             assert!(
                 matches!(error, AuthError::InsecureTransport { .. }),
@@ -461,14 +524,12 @@ mod tests {
             opted_in.client_mut().allow_insecure_http = true;
             let provider = opted_in.build().unwrap();
             assert_eq!(provider.dialect(), dialect);
-            let loopback =
-                ProviderConfig::new(dialect, Url::parse("http://127.0.0.1:9").unwrap()).unwrap();
+            let loopback = buildable(dialect, "http://127.0.0.1:9");
             assert_eq!(
                 loopback.build().unwrap().base_url().as_str(),
                 "http://127.0.0.1:9/"
             );
-            let ftp = ProviderConfig::new(dialect, Url::parse("ftp://auth.example.com").unwrap())
-                .unwrap();
+            let ftp = buildable(dialect, "ftp://auth.example.com");
             assert!(matches!(ftp.build(), Err(AuthError::Validation { .. })));
         }
     }

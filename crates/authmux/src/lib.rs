@@ -1,9 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-#[cfg(not(any(feature = "linxio", feature = "linkutm", feature = "directus")))]
+#[cfg(not(any(
+    feature = "linxio",
+    feature = "linkutm",
+    feature = "directus",
+    feature = "oauth2"
+)))]
 compile_error!(
-    "authmux needs at least one dialect feature (linxio, linkutm, directus); \
+    "authmux needs at least one dialect feature (linxio, linkutm, directus, oauth2); \
      for the core alone, depend on authmux-core"
 );
 
@@ -27,5 +32,10 @@ pub use authmux_linkutm as linkutm;
 #[cfg(feature = "linxio")]
 #[doc(inline)]
 pub use authmux_linxio as linxio;
+/// Standard OAuth 2.0 / OpenID Connect (feature `oauth2`): [`oauth2::OAuth2Config`],
+/// [`oauth2::OAuth2Provider`].
+#[cfg(feature = "oauth2")]
+#[doc(inline)]
+pub use authmux_oauth2 as oauth2;
 
 pub use config::{BuildOptions, DIALECTS, ProviderConfig};

