@@ -318,6 +318,11 @@ async fn live_proactive_refresh() {
     let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
     tokio::time::sleep(wait + Duration::from_millis(200)).await;
 
+    // Refresh-ahead: in the window the still-valid token comes at once and one refresh
+    // runs in the background.
+    let still = manager.access_token().await.expect("token");
+    assert_eq!(still, session.tokens.access, "a caller waited for the refresh");
+    manager.idle().await;
     let token = manager.access_token().await.expect("token");
     assert_eq!(log.count("/auth/refresh"), 1);
     assert_ne!(token, session.tokens.access);
