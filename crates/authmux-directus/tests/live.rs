@@ -321,7 +321,10 @@ async fn live_proactive_refresh() {
     // Refresh-ahead: in the window the still-valid token comes at once and one refresh
     // runs in the background.
     let still = manager.access_token().await.expect("token");
-    assert_eq!(still, session.tokens.access, "a caller waited for the refresh");
+    assert_eq!(
+        still, session.tokens.access,
+        "a caller waited for the refresh"
+    );
     manager.idle().await;
     let token = manager.access_token().await.expect("token");
     assert_eq!(log.count("/auth/refresh"), 1);
