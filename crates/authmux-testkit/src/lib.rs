@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod linkutm;
 pub mod linxio;
 pub mod recorder;
+pub mod redis;
 pub mod scripted;
 pub mod server;
 pub mod store_conformance;
