@@ -5,12 +5,18 @@
 //! the two Directus servers of [`crate::directus`] while the format and lint checks run,
 //! hands their `AUTHMUX_DIRECTUS_*` variables to the tests and doc tests, and stops
 //! them once those ran (also when any step fails), before the docs build.
+//!
+//! Likewise, unless `AUTHMUX_REDIS_URL` is already set, it starts a throwaway
+//! `redis-server` ([`crate::redis`], installing Debian's package when missing) for the
+//! Redis store's tests, hands them `AUTHMUX_REDIS_URL` and `AUTHMUX_REDIS_SERVER`, and
+//! stops it on every exit path.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::Result;
 use crate::directus::{self, StartFlags, server::Server};
+use crate::redis::{self, RedisServer};
 use crate::run::{run, tail};
 
 /// The number of steps, for progress lines.
@@ -39,14 +45,43 @@ pub(crate) fn main(args: &[String]) -> Result {
         true
     };
 
+    let external_redis = std::env::var("AUTHMUX_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    if let Some(url) = &external_redis {
+        println!("xtask: using the Redis at {url} from AUTHMUX_REDIS_URL; not starting one");
+    }
+
     let result = std::thread::scope(|scope| {
         // The servers boot while fmt and clippy run; the tests need them only later.
         let starting = start_directus
             .then(|| scope.spawn(|| directus::start_servers(StartFlags::default(), false)));
+        let starting_redis = external_redis
+            .is_none()
+            .then(|| scope.spawn(|| redis::start_server(false)));
         let static_checks = static_checks();
+        // From here on Redis is inside `RunningRedis`, which stops it when dropped.
+        let redis = match starting_redis {
+            Some(handle) => Some(
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err("the Redis start panicked".into()))
+                    .map(RunningRedis)
+                    .map_err(|e| format!("starting Redis failed:\n{e}")),
+            )
+            .transpose(),
+            None => Ok(None),
+        };
+        let redis_env = match &redis {
+            Ok(Some(running)) => running.0.exports(),
+            _ => Vec::new(),
+        };
         let Some(starting) = starting else {
             static_checks?;
-            return tests(&[]);
+            let redis = redis?;
+            let result = tests(&redis_env);
+            report_redis(result.is_err(), redis.as_ref());
+            return result;
         };
         // From here on the servers are inside `Running`, which stops them when dropped.
         let servers = starting
@@ -56,7 +91,9 @@ pub(crate) fn main(args: &[String]) -> Result {
             .map_err(|e| format!("starting Directus failed:\n{e}"));
         static_checks?;
         let servers = servers?;
-        let env = directus::exports(&servers.0);
+        let redis = redis?;
+        let mut env = directus::exports(&servers.0);
+        env.extend(redis_env);
         for (name, value) in &env {
             let shown = if name.ends_with("PASSWORD") {
                 "(hidden)"
@@ -66,6 +103,7 @@ pub(crate) fn main(args: &[String]) -> Result {
             println!("xtask: test environment: {name}={shown}");
         }
         let result = tests(&env);
+        report_redis(result.is_err(), redis.as_ref());
         if result.is_err() {
             for server in &servers.0 {
                 println!(
@@ -76,7 +114,7 @@ pub(crate) fn main(args: &[String]) -> Result {
             }
         }
         result
-        // `servers` drops here: the servers stop, whatever the result.
+        // `servers` and `redis` drop here: the servers stop, whatever the result.
     })
     // The docs need no server: build them after the servers are gone.
     .and_then(|()| docs());
@@ -103,6 +141,27 @@ impl Drop for Running {
                 eprintln!("xtask: {e}");
             }
         }
+    }
+}
+
+/// A Redis that stops when this value is dropped.
+struct RunningRedis(RedisServer);
+
+impl Drop for RunningRedis {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.stop() {
+            eprintln!("xtask: {e}");
+        }
+    }
+}
+
+/// After the tests: the Redis log's tail when they failed.
+fn report_redis(failed: bool, redis: Option<&RunningRedis>) {
+    if let (true, Some(redis)) = (failed, redis) {
+        println!(
+            "xtask: --- last lines of the Redis log ---\n{}",
+            tail(&redis.0.log_file(), 30)
+        );
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod ci;
 mod directus;
+mod redis;
 mod run;
 
 /// Every xtask step either succeeds or fails with a message for the person at the terminal.
@@ -19,7 +20,8 @@ usage: cargo xtask <command>
 
   ci [--no-directus]   fmt check, clippy, tests, doc tests and docs, as CI runs them.
                        Starts two Directus servers for the live tests (and stops them)
-                       unless AUTHMUX_DIRECTUS_URL is set or --no-directus is given.
+                       unless AUTHMUX_DIRECTUS_URL is set or --no-directus is given,
+                       and a redis-server unless AUTHMUX_REDIS_URL is set.
   directus install     install Node 22 and Directus 12.4.0 into the cache folder
                        ($AUTHMUX_CACHE_DIR, else $XDG_CACHE_HOME/authmux, else
                        ~/.cache/authmux), unless already there
@@ -32,15 +34,25 @@ usage: cargo xtask <command>
                        eval \"$(cargo xtask directus env)\"
   directus stop        stop the servers and remove their temp folders
 
+  redis install        install Debian's redis-server package when redis-server is
+                       not on PATH (apt-get, as root or with sudo -n)
+  redis start          install if needed, then start a throwaway redis-server on a free
+                       loopback port in the background (data in a temp folder)
+  redis env            print `export AUTHMUX_REDIS_URL=...` (and AUTHMUX_REDIS_SERVER)
+                       for the running server: eval \"$(cargo xtask redis env)\"
+  redis stop           stop it and remove its temp folder
+
   start, env and stop share their record of the servers through the cache folder; when
   several people share one machine account, each sets AUTHMUX_DIRECTUS_INSTANCE=<name>
-  so as to start, see and stop only their own servers.";
+  (AUTHMUX_REDIS_INSTANCE=<name> for Redis) so as to start, see and stop only their
+  own servers.";
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::main(&args[1..]),
         Some("directus") => directus::main(&args[1..]),
+        Some("redis") => redis::main(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
