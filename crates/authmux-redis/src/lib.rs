@@ -55,6 +55,10 @@
 //!   (loads, saves, refreshes) until it is back. The manager's hot path (a fresh
 //!   token) never touches the store.
 //!
+//! A dropped lock guard releases the lock in a spawned task; a program that exits right
+//! after its last call (a command-line tool) awaits [`settle`] first, or the next
+//! process waits for the lease to expire.
+//!
 //! If a lock holder dies after the server rotated the refresh token but before it saved
 //! the new one, the session is lost: the store still holds the spent token, and the
 //! next refresh is refused ([`AuthError::RefreshRejected`]: sign in again). Nothing on
@@ -73,7 +77,7 @@ use authmux_core::{AuthError, Session, SessionStore, Versioned};
 use redis::Value;
 use redis::aio::ConnectionManager;
 
-pub use lock::RedisLockGuard;
+pub use lock::{RedisLockGuard, settle};
 
 /// Default lease of the refresh lock.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);

@@ -2,14 +2,35 @@
 //! released by compare-and-delete when its guard is dropped.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authmux_core::AuthError;
 use tokio::task::JoinHandle;
 
 use crate::{Conn, RedisStore, scripts};
+
+/// Releases spawned by dropped guards and not yet known to be finished (see [`settle`]).
+static PENDING: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits (at most `timeout`) for the releases of refresh locks whose guards were
+/// dropped: a guard releases its lock in a spawned task, which a program that exits
+/// right away (a command-line tool) would cancel, leaving the others to wait for the
+/// lease to expire. Such programs call this before they return from `main`.
+pub async fn settle(timeout: Duration) {
+    let pending: Vec<JoinHandle<()>> = std::mem::take(
+        &mut *PENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let _ = tokio::time::timeout(timeout, async {
+        for task in pending {
+            let _ = task.await;
+        }
+    })
+    .await;
+}
 
 /// First wait while another process holds the lock; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
@@ -18,8 +39,9 @@ const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Holds the refresh lock of a [`RedisStore`]'s key. While it lives, a task renews the
 /// lease every third of it; dropping it stops the renewal and releases the lock (if
-/// still held by this guard) in a spawned task. Without a runtime to spawn on, the lease
-/// simply expires.
+/// still held by this guard) in a spawned task (a program about to exit awaits
+/// [`settle`] so that task runs). Without a runtime to spawn on, the lease simply
+/// expires.
 ///
 /// The lock is a lease: a holder stalled longer than the lease (a stopped process, a
 /// partition from Redis) loses it to the next process. Writes stay safe even then,
@@ -61,7 +83,7 @@ impl Drop for RedisLockGuard {
         let mut conn = self.conn.clone();
         let key = std::mem::take(&mut self.lock_key);
         let owner = std::mem::take(&mut self.owner);
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             let released: Result<i64, _> = scripts::RELEASE
                 .key(&key)
                 .arg(&owner)
@@ -71,6 +93,11 @@ impl Drop for RedisLockGuard {
                 tracing::warn!(%error, key, "cannot release the Redis refresh lock; its lease will expire");
             }
         });
+        let mut pending = PENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.retain(|task| !task.is_finished());
+        pending.push(task);
     }
 }
 
