@@ -148,7 +148,7 @@ async fn two_managers_on_one_expired_session_refresh_once() {
         return;
     };
     let fake = FakeLinxio::builder()
-        .access_lifetime(Duration::from_secs(1))
+        .access_lifetime(Duration::from_secs(3))
         .reuse_detection(true)
         .start()
         .unwrap();
@@ -163,7 +163,7 @@ async fn two_managers_on_one_expired_session_refresh_once() {
     );
     login(&a).await;
     b.restore().await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let results = futures_calls(&a, &b).await;
     assert!(results.iter().all(|r| *r == 200), "{results:?}");
     assert_eq!(fake.recorder().count(endpoints::REFRESH), 1);
