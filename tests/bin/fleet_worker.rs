@@ -5,7 +5,8 @@
 //! the Redis key, runs `FLEET_TASKS` tasks that each send authorized `GET`s until
 //! `FLEET_SECONDS` have passed (or, with `FLEET_CALLS`, that many calls each), and
 //! prints one JSON line: calls that succeeded and failed, the first errors, the
-//! refreshes this process made and the sessions it adopted from others.
+//! refreshes this process made and the sessions it adopted from others. With
+//! `FLEET_START_AT_MS` the workers of one run start calling at the same instant.
 #![allow(clippy::print_stdout, reason = "the report goes to the test on stdout")]
 
 use std::sync::Arc;
@@ -84,6 +85,18 @@ async fn main() {
         .expect("a session in Redis");
     println!("{}", json!({"ready": std::process::id()}));
 
+    // With FLEET_START_AT_MS (Unix ms), every worker of a run starts calling at once.
+    let start_at = number("FLEET_START_AT_MS", 0);
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits");
+    if start_at > now_ms {
+        tokio::time::sleep(Duration::from_millis(start_at - now_ms)).await;
+    }
     let deadline = Instant::now() + Duration::from_millis(number("FLEET_SECONDS", 5) * 1000);
     let calls = number("FLEET_CALLS", 0);
     let pause = Duration::from_millis(number("FLEET_PAUSE_MS", 20));
