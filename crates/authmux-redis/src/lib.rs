@@ -1,4 +1,5 @@
-//! A Redis session store for authmux: one session shared by a fleet.
+//! A Redis session store for authmux: one session shared by a fleet (see also the
+//! crate README).
 //!
 //! Where users outgrow one machine (workers or CI jobs using one service account whose
 //! refresh token rotates), a file lock no longer coordinates them, and each machine
