@@ -32,8 +32,8 @@ use authmux_testkit::redis::redis_url;
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_authmux-fleet-worker");
-const HOT_ITERS: u32 = 1_000_000;
-const ROUNDS: usize = 5;
+const HOT_ITERS: u32 = 500_000;
+const ROUNDS: usize = 9;
 const START: &str = "<!-- redis-bench:start -->";
 const END: &str = "<!-- redis-bench:end -->";
 
@@ -72,8 +72,9 @@ async fn storm(redis: &str, processes: usize, tasks: usize) -> (usize, f64, u64)
         RedisStore::connect(redis, key.clone()).await.unwrap(),
     )
     .await;
-    // Expired before anyone calls.
+    // Expired before anyone calls; the refreshed token lives long (one expiry only).
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    fake.update_settings(|s| s.access_lifetime = Duration::from_secs(600));
     let start_at = unix_ms() + 1500;
     let children: Vec<_> = (0..processes)
         .map(|_| {
@@ -101,22 +102,35 @@ async fn storm(redis: &str, processes: usize, tasks: usize) -> (usize, f64, u64)
         assert!(child.wait().unwrap().success());
         wall = wall.max(report["elapsed_ms"].as_f64().unwrap());
         failed += report["failed"].as_u64().unwrap();
+        if report["failed"].as_u64().unwrap() > 0 {
+            eprintln!("worker errors: {}", report["errors"]);
+        }
     }
     (fake.recorder().count(endpoints::REFRESH), wall, failed)
 }
 
-/// Median ns per `access_token()` over rounds, one caller in a loop.
-async fn hot_path(manager: &SessionManager) -> f64 {
-    let mut samples = Vec::new();
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        for _ in 0..HOT_ITERS {
-            std::hint::black_box(manager.access_token().await.unwrap());
-        }
-        samples.push(started.elapsed().as_secs_f64() * 1e9 / f64::from(HOT_ITERS));
+/// ns per `access_token()`, one caller in a loop of `HOT_ITERS` calls.
+async fn hot_round(manager: &SessionManager) -> f64 {
+    let started = Instant::now();
+    for _ in 0..HOT_ITERS {
+        std::hint::black_box(manager.access_token().await.unwrap());
     }
-    samples.sort_by(f64::total_cmp);
-    samples[ROUNDS / 2]
+    started.elapsed().as_secs_f64() * 1e9 / f64::from(HOT_ITERS)
+}
+
+/// Medians of ns per call for `a` and `b`, measured in alternating rounds so that the
+/// machine's other load weighs on both alike.
+async fn hot_paths(a: &SessionManager, b: &SessionManager) -> (f64, f64) {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        xs.push(hot_round(a).await);
+        ys.push(hot_round(b).await);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(xs), median(ys))
 }
 
 /// Calls of the commands a `RedisStore` sends, from `INFO commandstats`.
@@ -169,9 +183,8 @@ async fn main() {
     let memory = signed_in(&fake, MemoryStore::new()).await;
     let key = format!("authmux-bench:hot:{}", unix_ms());
     let redis_manager = signed_in(&fake, RedisStore::connect(&url, key).await.unwrap()).await;
-    let memory_ns = hot_path(&memory).await;
     let before = store_commands(&url).await;
-    let redis_ns = hot_path(&redis_manager).await;
+    let (memory_ns, redis_ns) = hot_paths(&memory, &redis_manager).await;
     let redis_commands = store_commands(&url).await - before;
     let ratio = redis_ns / memory_ns;
 
@@ -185,17 +198,19 @@ async fn main() {
          on an expired token; its wall time is from that instant until the last process's \
          last call returned. The hot path is `access_token()` on a fresh token, one caller \
          in a loop, median of {ROUNDS} rounds of {HOT_ITERS} calls, with each store behind \
-         the manager in the same run.\n\n\
+         the manager, rounds alternating between the two in the same run. The ratio moves \
+         with the machine's other load (this machine is shared); what shows that the hot \
+         path never touches Redis is the command count.\n\n\
          | measure | value | target |\n|---|---|---|\n\
          | cross-process storm: 4 processes x 250 tasks, expired token | {storm_calls} refresh call(s), {storm_failed} failed call(s) | exactly 1, none failed ({}) |\n\
          | cross-process storm wall time | {storm_ms:.0} ms | |\n\
          | hot path, `MemoryStore` behind the manager | {memory_ns:.1} ns | baseline |\n\
          | hot path, `RedisStore` behind the manager | {redis_ns:.1} ns | equal to the baseline: {ratio:.2}x ({}) |\n\
-         | Redis commands during the {} hot-path calls | {redis_commands} | 0 ({}) |\n\
+         | Redis commands during the {} hot-path calls (both stores) | {redis_commands} | 0 ({}) |\n\
          {END}\n",
         verdict(storm_calls == 1 && storm_failed == 0),
         verdict(ratio <= 1.2),
-        u64::from(HOT_ITERS) * ROUNDS as u64,
+        2 * u64::from(HOT_ITERS) * ROUNDS as u64,
         verdict(redis_commands == 0),
     );
     println!("{section}");

@@ -7,7 +7,9 @@
 //!   processes x 8 tasks over 3 expiries: exactly one refresh per expiry (no refresh
 //!   token is ever sent twice), zero failed calls;
 //! - the lock holder SIGKILLed mid-refresh: its lease expires, another process takes
-//!   over, and the session survives (the server had not rotated the token yet).
+//!   over, and the session survives (the server had not rotated the token yet); and
+//!   killed after the server rotated but before it saved: the session is lost (nothing
+//!   on the client side can prevent it), and every caller is told to sign in again.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -27,15 +29,11 @@ use serde_json::Value;
 const WORKER: &str = env!("CARGO_BIN_EXE_authmux-fleet-worker");
 
 fn unique_key(test: &str) -> String {
-    format!("authmux-fleet:{test}:{:016x}", fastrand_key())
-}
-
-fn fastrand_key() -> u64 {
-    std::time::SystemTime::now()
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos() as u64
-        ^ u64::from(std::process::id())
+        .as_nanos();
+    format!("authmux-fleet:{test}:{nanos:x}-{}", std::process::id())
 }
 
 /// A started worker; killed on drop if still running.
@@ -175,7 +173,7 @@ async fn a_fleet_on_linxio_with_reuse_detection_refreshes_once_per_expiry() {
     assert!(ok > 100, "the fleet made calls: {ok}");
     // Every refresh the server saw was made by exactly one worker, with a refresh
     // token never presented before (a second use would revoke the sign-in).
-    assert_eq!(refreshed as usize, refreshes);
+    assert_eq!(usize::try_from(refreshed).unwrap(), refreshes);
     let distinct: std::collections::HashSet<_> = presented.iter().collect();
     assert_eq!(
         distinct.len(),
@@ -184,10 +182,11 @@ async fn a_fleet_on_linxio_with_reuse_detection_refreshes_once_per_expiry() {
     );
     // One refresh per expiry: the tokens expire every 3 s and are refreshed 1 to 1.2 s
     // before; over the run that is at least 3 and at most one per 1.8 s.
-    let most = (elapsed.as_secs_f64() / 1.8).ceil() as usize;
+    let most = elapsed.as_secs_f64() / 1.8;
     assert!(
-        (3..=most).contains(&refreshes),
-        "{refreshes} refreshes in {elapsed:?} (expected 3..={most})"
+        refreshes >= 3 && refreshes as f64 <= most.ceil(),
+        "{refreshes} refreshes in {elapsed:?} (expected 3..={})",
+        most.ceil()
     );
 }
 
@@ -253,10 +252,10 @@ async fn a_fleet_on_the_real_directus_refreshes_once_per_expiry() {
     assert_eq!(failed, 0, "{errors:?}");
     assert!(ok > 50, "{ok}");
     let per_refresh = ttl.as_secs_f64() - 1.2;
-    let most = (elapsed.as_secs_f64() / per_refresh).ceil() as u64;
+    let most = (elapsed.as_secs_f64() / per_refresh).ceil();
     assert!(
-        (2..=most).contains(&refreshed),
-        "{refreshed} refreshes in {elapsed:?} (expected 2..={most})"
+        refreshed >= 3 && refreshed as f64 <= most,
+        "{refreshed} refreshes in {elapsed:?} (expected 3..={most})"
     );
 }
 
@@ -327,5 +326,80 @@ async fn a_lock_holder_killed_mid_refresh_is_taken_over_after_its_lease() {
     println!(
         "taken over; the survivors ran {:?} after the kill",
         killed.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_holder_killed_after_the_server_rotated_loses_the_session_with_a_clear_error() {
+    let test = "a_lock_holder_killed_after_the_server_rotated_loses_the_session_with_a_clear_error";
+    let Some(redis) = redis_url(test) else {
+        return;
+    };
+    let fake = FakeLinxio::builder()
+        .access_lifetime(Duration::from_secs(2))
+        .reuse_detection(true)
+        .start()
+        .unwrap();
+    let key = unique_key("rotated");
+    sign_in_linxio(&fake, &redis.url(), &key).await;
+    let family = fake.families().all()[0].id;
+    // The server rotates at once but its answer never reaches the holder.
+    fake.faults().push(
+        endpoints::REFRESH,
+        Fault::DelayAnswer(Duration::from_secs(120)),
+    );
+    let lease = [("FLEET_LEASE_MS", "1000".to_owned())];
+    let mut holder = Worker::start(&env(
+        &redis.url(),
+        &key,
+        "linxio",
+        fake.base_url().as_str(),
+        30,
+        &lease,
+    ));
+    let waiting = Instant::now();
+    while fake.recorder().count(endpoints::REFRESH) == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "no refresh began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder.child.kill().unwrap();
+    holder.child.wait().unwrap();
+
+    let others: Vec<Worker> = (0..2)
+        .map(|_| {
+            Worker::start(&env(
+                &redis.url(),
+                &key,
+                "linxio",
+                fake.base_url().as_str(),
+                4,
+                &lease,
+            ))
+        })
+        .collect();
+    let reports: Vec<Value> = others.into_iter().map(Worker::report).collect();
+    let (_, failed, _, errors) = totals(&reports);
+    // The store still held the token the server had already rotated away: the next
+    // refresh presents it, the server revokes the sign-in, and every caller is told to
+    // sign in again (never a silent failure, never a token of another sign-in).
+    assert!(
+        fake.families().is_revoked(family),
+        "the spent token was not refused"
+    );
+    assert!(failed > 0);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("sign in again") || e.contains("not signed in")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("refresh token rejected: sign in again")),
+        "{errors:?}"
     );
 }
