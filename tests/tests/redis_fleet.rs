@@ -10,6 +10,10 @@
 //!   over, and the session survives (the server had not rotated the token yet); and
 //!   killed after the server rotated but before it saved: the session is lost (nothing
 //!   on the client side can prevent it), and every caller is told to sign in again.
+#![allow(
+    clippy::print_stdout,
+    reason = "the workers' reports are printed for the test log"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
