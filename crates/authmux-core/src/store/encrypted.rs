@@ -145,8 +145,20 @@ struct Envelope {
     ciphertext: String,
 }
 
-/// A store that encrypts sessions before they reach `inner`: see the
-/// [module documentation](self).
+/// A store that encrypts sessions (AES-256-GCM, aws-lc-rs) before they reach `inner`,
+/// any other store (a [`FileStore`](super::FileStore), a Redis store, your own).
+///
+/// What `inner` holds is a carrier session: dialect [`ENCRYPTED_DIALECT`], no token, no
+/// user, and one extra, [`ENCRYPTED_EXTRA`], with the algorithm, the key id, the nonce
+/// and the ciphertext of the whole session. Its only clear field is when it stops being
+/// useful (`tokens.expires_at`: the refresh token's expiry when it is a JWT, else the
+/// access token's when there is no refresh token), so a store can expire it.
+///
+/// Writes use the current key; reads also accept the old keys given with
+/// [`EncryptedStore::with_old_key`], so keys rotate (the next write re-encrypts). The
+/// key id and algorithm are authenticated with the ciphertext. A value that cannot be
+/// read (unknown key id, wrong key, tampered, not encrypted) is an
+/// [`AuthError::Store`] whose `source` is a [`DecryptError`], and it is left untouched.
 ///
 /// ```
 /// use authmux_core::store::{EncryptedStore, EncryptionKey, MemoryStore, SessionStore};
