@@ -94,9 +94,9 @@ fn a_cli_fleet_without_profiles_shares_one_session_and_refreshes_once() {
         &std::fs::read(signer.path().join("profiles/shared/config.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(config["store"]["key"], key.as_str());
+    assert_eq!(config["shared_store"]["key"], key.as_str());
     assert!(
-        config["store"]["url"]
+        config["shared_store"]["url"]
             .as_str()
             .unwrap()
             .starts_with("redis://127.0.0.1:")
