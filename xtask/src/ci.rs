@@ -7,6 +7,11 @@
 //! them once those ran (also when any step fails), before the docs build. The OpenID
 //! provider of [`crate::oidc`] is started and stopped the same way, beside them
 //! (`AUTHMUX_OIDC_ISSUER`, `--no-oidc`).
+//!
+//! Likewise, unless `AUTHMUX_REDIS_URL` is already set, it starts a throwaway
+//! `redis-server` ([`crate::redis`], installing Debian's package when missing) for the
+//! Redis store's tests, hands them `AUTHMUX_REDIS_URL` and `AUTHMUX_REDIS_SERVER`, and
+//! stops it on every exit path.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -14,6 +19,7 @@ use std::time::Instant;
 use crate::Result;
 use crate::directus::{self, StartFlags, server::Server};
 use crate::oidc::{self, OidcServer};
+use crate::redis::{self, RedisServer};
 use crate::run::{run, tail};
 
 /// The number of steps, for progress lines.
@@ -68,11 +74,21 @@ pub(crate) fn main(args: &[String]) -> Result {
         true
     };
 
+    let external_redis = std::env::var("AUTHMUX_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    if let Some(url) = &external_redis {
+        println!("xtask: using the Redis at {url} from AUTHMUX_REDIS_URL; not starting one");
+    }
+
     let result = std::thread::scope(|scope| {
         // The servers boot while fmt and clippy run; the tests need them only later.
         let directus_starting = start_directus
             .then(|| scope.spawn(|| directus::start_servers(StartFlags::default(), false)));
         let oidc_starting = start_oidc.then(|| scope.spawn(|| OidcServer::start(false)));
+        let redis_starting = external_redis
+            .is_none()
+            .then(|| scope.spawn(|| redis::start_server(false)));
         let static_checks = static_checks();
         // From here on the servers are inside `Running`, which stops them when dropped.
         let servers = directus_starting.map(|starting| {
@@ -89,15 +105,27 @@ pub(crate) fn main(args: &[String]) -> Result {
                 .map(RunningOidc)
                 .map_err(|e| format!("starting the OpenID provider failed:\n{e}"))
         });
+        // From here on Redis is inside `RunningRedis`, which stops it when dropped.
+        let redis = redis_starting.map(|starting| {
+            starting
+                .join()
+                .unwrap_or_else(|_| Err("the Redis start panicked".into()))
+                .map(RunningRedis)
+                .map_err(|e| format!("starting Redis failed:\n{e}"))
+        });
         static_checks?;
         let servers = servers.transpose()?;
         let provider = provider.transpose()?;
+        let redis = redis.transpose()?;
         let mut env = Vec::new();
         if let Some(servers) = &servers {
             env.extend(directus::exports(&servers.0));
         }
         if let Some(provider) = &provider {
             env.extend(oidc::exports(&provider.0));
+        }
+        if let Some(redis) = &redis {
+            env.extend(redis.0.exports());
         }
         for (name, value) in &env {
             let shown = if name.ends_with("PASSWORD") || name.ends_with("SECRET") {
@@ -122,9 +150,15 @@ pub(crate) fn main(args: &[String]) -> Result {
                     tail(&provider.0.log, 30)
                 );
             }
+            if let Some(redis) = &redis {
+                println!(
+                    "xtask: --- last lines of the Redis log ---\n{}",
+                    tail(&redis.0.log_file(), 30)
+                );
+            }
         }
         result
-        // `servers` and `provider` drop here: they stop, whatever the result.
+        // `servers`, `provider` and `redis` drop here: they stop, whatever the result.
     })
     // The docs need no server: build them after the servers are gone.
     .and_then(|()| docs());
@@ -139,6 +173,17 @@ pub(crate) fn main(args: &[String]) -> Result {
         ),
     }
     result
+}
+
+/// The Redis server, stopped when this value is dropped.
+struct RunningRedis(RedisServer);
+
+impl Drop for RunningRedis {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.stop() {
+            eprintln!("xtask: {e}");
+        }
+    }
 }
 
 /// The OpenID provider, stopped when this value is dropped.

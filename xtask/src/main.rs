@@ -9,6 +9,7 @@
 mod ci;
 mod directus;
 mod oidc;
+mod redis;
 mod run;
 
 /// Every xtask step either succeeds or fails with a message for the person at the terminal.
@@ -22,7 +23,8 @@ usage: cargo xtask <command>
                        fmt check, clippy, tests, doc tests and docs, as CI runs them.
                        Starts two Directus servers and the OpenID provider for the live
                        tests (and stops them) unless AUTHMUX_DIRECTUS_URL /
-                       AUTHMUX_OIDC_ISSUER is set or --no-directus / --no-oidc is given.
+                       AUTHMUX_OIDC_ISSUER is set or --no-directus / --no-oidc is given,
+                       and a redis-server unless AUTHMUX_REDIS_URL is set.
   directus install     install Node 22 and Directus 12.4.0 into the cache folder
                        ($AUTHMUX_CACHE_DIR, else $XDG_CACHE_HOME/authmux, else
                        ~/.cache/authmux), unless already there
@@ -40,10 +42,18 @@ usage: cargo xtask <command>
                        background on a free loopback port
   oidc env             print `export AUTHMUX_OIDC_...` lines: eval \"$(cargo xtask oidc env)\"
   oidc stop            stop it (AUTHMUX_OIDC_INSTANCE=<name> keeps several apart)
+  redis install        install Debian's redis-server package when redis-server is
+                       not on PATH (apt-get, as root or with sudo -n)
+  redis start          install if needed, then start a throwaway redis-server on a free
+                       loopback port in the background (data in a temp folder)
+  redis env            print `export AUTHMUX_REDIS_URL=...` (and AUTHMUX_REDIS_SERVER)
+                       for the running server: eval \"$(cargo xtask redis env)\"
+  redis stop           stop it and remove its temp folder
 
   start, env and stop share their record of the servers through the cache folder; when
   several people share one machine account, each sets AUTHMUX_DIRECTUS_INSTANCE=<name>
-  so as to start, see and stop only their own servers.";
+  (AUTHMUX_REDIS_INSTANCE=<name> for Redis) so as to start, see and stop only their
+  own servers.";
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Some("ci") => ci::main(&args[1..]),
         Some("directus") => directus::main(&args[1..]),
         Some("oidc") => oidc::main(&args[1..]),
+        Some("redis") => redis::main(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

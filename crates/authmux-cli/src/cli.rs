@@ -26,10 +26,21 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "NAME", default_value = "default")]
     pub(crate) profile: String,
 
-    /// Where the profile's session lives: file (default), keyring (the OS keychain), or
-    /// auto (the keychain, else the file with a warning). Remembered by `login`.
-    #[arg(long, global = true, value_name = "STORE")]
-    pub(crate) store: Option<StoreKind>,
+    /// Where the profile's session lives: file (default), keyring (the OS keychain),
+    /// auto (the keychain, else the file with a warning), or a shared Redis,
+    /// redis://[:PASSWORD@]HOST:PORT/DB, which a machine with no local profile can use
+    /// too (default: $AUTHMUX_STORE). Remembered by `login`.
+    #[arg(long, global = true, value_name = "STORE", value_parser = crate::stores::parse_store_arg)]
+    pub(crate) store: Option<crate::stores::StoreArg>,
+
+    /// The session's key in a shared store (default: authmux:<profile>).
+    #[arg(long, global = true, value_name = "KEY")]
+    pub(crate) store_key: Option<String>,
+
+    /// Encrypt the shared session with the base64 32-byte key held in this environment
+    /// variable (e.g. from `openssl rand -base64 32`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) store_key_env: Option<String>,
 
     /// What to do.
     #[command(subcommand)]

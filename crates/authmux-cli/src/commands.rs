@@ -1,6 +1,7 @@
 //! The commands. Each turns its arguments into calls on the authmux facade: a
 //! [`ProviderConfig`] from the flags or the profile, the provider it builds, and a
-//! [`SessionManager`] over the profile's [`FileStore`]. No command knows a dialect by
+//! [`SessionManager`] over the profile's store (its `FileStore`, the keychain, or a
+//! shared Redis: see [`crate::stores`]). No command knows a dialect by
 //! name: what a backend can do comes from its `capabilities()` and capability accessors.
 
 use std::io::IsTerminal;
@@ -22,6 +23,7 @@ use crate::failure::{Failure, OTP_REQUIRED, describe, exit_code};
 use crate::output::{self, say};
 use crate::profile::{Home, Profile, ProfileStore, Settings, store_name};
 use crate::secrets::{self, Kind, Secrets};
+use crate::stores;
 use crate::{demo, fake};
 
 /// A login waiting for its one-time code (`otp.json`): the backend it was made with, the
@@ -50,7 +52,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         _ => {}
     }
     let home = Home::resolve(cli.home)?;
-    let profile = home.profile(&cli.profile)?.with_store_flag(cli.store);
+    let kind = stores::configure(cli.store, cli.store_key, cli.store_key_env);
+    let profile = home.profile(&cli.profile)?.with_store_flag(kind);
     match cli.command {
         Command::Login(args) => login(&profile, args).await,
         Command::Otp {
@@ -209,14 +212,20 @@ pub(crate) fn manager(provider: &Arc<dyn AuthProvider>, store: &ProfileStore) ->
 
 /// Fails (exit 3, file untouched) if the profile's session cannot be read.
 pub(crate) async fn check_store(profile: &Profile) -> Result<ProfileStore, Failure> {
-    let store = profile.store()?;
+    let store = match stores::open(profile).await? {
+        Some(shared) => shared,
+        None => profile.store()?,
+    };
     store.store.load().await?;
     Ok(store)
 }
 
 /// Like [`check_store`], for the store a sign-in saves to.
 async fn check_sign_in_store(profile: &Profile) -> Result<ProfileStore, Failure> {
-    let store = profile.sign_in_store()?;
+    let store = match stores::open(profile).await? {
+        Some(shared) => shared,
+        None => profile.sign_in_store()?,
+    };
     store.store.load().await?;
     Ok(store)
 }
@@ -251,10 +260,14 @@ pub(crate) async fn open_with(
     profile: &Profile,
     configure: impl FnOnce(authmux::ManagerBuilder) -> authmux::ManagerBuilder,
 ) -> Result<SignedIn, Failure> {
-    let Some(config) = profile.read_config()? else {
-        return Err(not_signed_in(profile));
-    };
     let store = check_store(profile).await?;
+    // No local profile: a shared store's session names its backend.
+    let config = match profile.read_config()? {
+        Some(config) => config,
+        None => stores::config_from_store(&store.store)
+            .await?
+            .ok_or_else(|| not_signed_in(profile))?,
+    };
     let provider = build(&config)?;
     let manager =
         configure(SessionManager::builder(provider.clone()).shared_store(store.store.clone()))
@@ -300,6 +313,7 @@ pub(crate) async fn finish_sign_in(
         email: email.map(str::to_owned),
         store: Some(store.kind),
     })?;
+    stores::record(profile)?;
     profile.remove(&profile.otp_path())?;
     let who = email.unwrap_or("(unknown user)");
     let expiry = match session.tokens.expires_at {

@@ -114,7 +114,8 @@ pub(crate) async fn prepare(cli: Cli) -> Result<Command, Failure> {
     };
     check_var_name(&args.env_var)?;
     let home = Home::resolve(cli.home)?;
-    let profile = home.profile(&cli.profile)?.with_store_flag(cli.store);
+    let kind = crate::stores::configure(cli.store, cli.store_key, cli.store_key_env);
+    let profile = home.profile(&cli.profile)?.with_store_flag(kind);
     let (_, session) = valid_session(&profile, Some(args.min_valid)).await?;
     Ok(command(&args, &session))
 }

@@ -14,6 +14,7 @@ mod output;
 mod profile;
 mod proxy;
 mod secrets;
+mod stores;
 
 use std::process::ExitCode;
 
@@ -42,7 +43,12 @@ fn main() -> ExitCode {
         }
     };
     if matches!(cli.command, cli::Command::Exec(_)) {
-        let prepared = runtime.block_on(exec::prepare(cli));
+        let prepared = runtime.block_on(async {
+            let prepared = exec::prepare(cli).await;
+            // A shared store's refresh lock is released in a spawned task: let it run.
+            authmux_redis::settle(std::time::Duration::from_secs(2)).await;
+            prepared
+        });
         // Nothing of this process (its runtime, its locks) outlives it into the command.
         drop(runtime);
         return match prepared {
@@ -50,7 +56,14 @@ fn main() -> ExitCode {
             Err(failure) => failure.report(),
         };
     }
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(async {
+        let result = commands::run(cli).await;
+        // A shared store's refresh lock is released in a spawned task: let it run
+        // before the runtime goes, so the next process need not wait for the lease.
+        authmux_redis::settle(std::time::Duration::from_secs(2)).await;
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }

@@ -886,6 +886,15 @@ impl SessionManager {
                     if let Some(error) = self.joined_error() {
                         return Err(error);
                     }
+                    // The run this caller joined carried on without refreshing (the
+                    // store's lock was busy in another process) and the token is still
+                    // valid: take it, rather than queue for the lock again and again.
+                    if matches!(reason, Reason::Due)
+                        && let Some(session) = self.session()
+                        && !session.tokens.is_expired_at(self.inner.clock.now())
+                    {
+                        return self.current_arc();
+                    }
                 }
             }
         }
@@ -1076,33 +1085,40 @@ impl SessionManager {
         let valid = self
             .session()
             .is_some_and(|s| !s.tokens.is_expired_at(self.inner.clock.now()));
-        let wait = match reason {
-            Reason::Due if valid => Duration::ZERO,
+        let mut wait = match reason {
+            Reason::Due if valid => DUE_LOCK_WAIT.min(self.inner.config.store_lock_timeout),
             _ => self.inner.config.store_lock_timeout,
         };
-        match tokio::time::timeout(wait, self.inner.store.lock()).await {
-            Ok(Ok(store_lock)) => Ok(Some(store_lock)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => {
-                // Another process is refreshing (or stuck). Never refresh without the
-                // lock: adopt what it wrote, if anything.
-                self.sync_from_store().await?;
-                let now = self.inner.clock.now();
-                match self.session() {
-                    Some(s) if !s.tokens.is_expired_at(now) => {
-                        let adopted_new = match reason {
-                            Reason::Unauthorized(rejected) => {
-                                s.tokens.access.fingerprint() != rejected
+        loop {
+            match tokio::time::timeout(wait, self.inner.store.lock()).await {
+                Ok(Ok(store_lock)) => return Ok(Some(store_lock)),
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    // Another process is refreshing (or stuck). Never refresh without
+                    // the lock: adopt what it wrote, if anything.
+                    self.sync_from_store().await?;
+                    let now = self.inner.clock.now();
+                    match self.session() {
+                        Some(s) if !s.tokens.is_expired_at(now) => {
+                            let adopted_new = match reason {
+                                Reason::Unauthorized(rejected) => {
+                                    s.tokens.access.fingerprint() != rejected
+                                }
+                                _ => true,
+                            };
+                            if adopted_new || valid {
+                                return Ok(None);
                             }
-                            _ => true,
-                        };
-                        if adopted_new || valid {
-                            return Ok(None);
+                            return Err(lock_busy(wait));
                         }
-                        Err(lock_busy(wait))
+                        // The token expired during the short wait of a caller that
+                        // still had a valid one: wait as long as any expired caller.
+                        Some(_) if wait < self.inner.config.store_lock_timeout => {
+                            wait = self.inner.config.store_lock_timeout;
+                        }
+                        Some(_) => return Err(lock_busy(wait)),
+                        None => return Err(AuthError::NotSignedIn),
                     }
-                    Some(_) => Err(lock_busy(wait)),
-                    None => Err(AuthError::NotSignedIn),
                 }
             }
         }
@@ -1499,6 +1515,12 @@ fn require_runtime() -> Result<(), AuthError> {
 fn new_lineage() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
+
+/// How long a caller whose token is due but still valid waits for the store's refresh
+/// lock before carrying on with its valid token: long enough for a networked store's
+/// lock (a Redis `SET NX` is one round trip, which a zero wait never allows), short
+/// enough that a busy or hung peer does not noticeably block callers.
+const DUE_LOCK_WAIT: Duration = Duration::from_millis(100);
 
 /// The error when another process keeps the store's refresh lock past the deadline.
 fn lock_busy(waited: Duration) -> AuthError {

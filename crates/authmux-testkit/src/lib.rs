@@ -11,6 +11,7 @@ pub mod linkutm;
 pub mod linxio;
 pub mod oauth2;
 pub mod recorder;
+pub mod redis;
 pub mod scripted;
 pub mod server;
 pub mod store_conformance;

@@ -31,9 +31,15 @@
 //!   [`AuthError::Store`] error, never `None`, and is left untouched. A failed write
 //!   leaves the previous value in place.
 
+#[cfg(feature = "encryption")]
+mod encrypted;
 mod file;
 mod memory;
 
+#[cfg(feature = "encryption")]
+pub use encrypted::{
+    DecryptError, ENCRYPTED_DIALECT, ENCRYPTED_EXTRA, EncryptedStore, EncryptionKey,
+};
 pub use file::{FileStore, write_private};
 pub use memory::MemoryStore;
 
