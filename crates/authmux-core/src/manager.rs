@@ -67,6 +67,7 @@ use crate::session::{
 };
 use crate::store::{MemoryStore, SessionStore, StoreLock, Swap, Versioned};
 use crate::token::TokenSet;
+use crate::transport::{DEFAULT_MAX_RESPONSE_BYTES, RequestLimits};
 
 /// Settings of a [`SessionManager`].
 #[derive(Debug, Clone)]
@@ -89,6 +90,16 @@ pub struct ManagerConfig {
     /// The deadline of one [`SessionManager::send`] call, everything included (the
     /// request, its retries, a refresh after 401 and the replay). Default 90 s.
     pub send_timeout: Duration,
+    /// The timeout of each application request attempt [`SessionManager::send`] makes,
+    /// connect to last byte (`None`, the default: the provider's transport's own
+    /// timeout, 30 s unless configured). Requests to the auth endpoints are not
+    /// affected.
+    pub request_timeout: Option<Duration>,
+    /// The largest response body [`SessionManager::send`] accepts (it buffers the
+    /// whole answer); default 4 MiB. Auth endpoints keep the transport's own cap. To
+    /// stream large answers, use the `authmux-reqwest` middleware or the
+    /// `authmux-tower` layer instead.
+    pub max_response_bytes: usize,
 }
 
 impl Default for ManagerConfig {
@@ -100,6 +111,8 @@ impl Default for ManagerConfig {
             event_capacity: 64,
             store_lock_timeout: Duration::from_secs(35),
             send_timeout: Duration::from_secs(90),
+            request_timeout: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -347,6 +360,22 @@ impl ManagerBuilder {
     #[must_use]
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.config.send_timeout = timeout;
+        self
+    }
+
+    /// The timeout of each application request attempt sent with
+    /// [`SessionManager::send`] (see [`ManagerConfig::request_timeout`]).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = Some(timeout);
+        self
+    }
+
+    /// The largest response body [`SessionManager::send`] accepts (see
+    /// [`ManagerConfig::max_response_bytes`]).
+    #[must_use]
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        self.config.max_response_bytes = max;
         self
     }
 
@@ -1318,16 +1347,34 @@ impl SessionManager {
     ) -> Result<Response<Bytes>, AuthError> {
         let mut request = clone_request(request);
         crate::provider::authorize_request(self.inner.provider.as_ref(), session, &mut request)?;
+        let config = &self.inner.config;
+        // Application traffic gets the manager's limits; the auth endpoints, sent
+        // without them, keep the transport's own.
+        request.extensions_mut().insert(RequestLimits {
+            timeout: config.request_timeout,
+            max_response_bytes: Some(config.max_response_bytes),
+        });
         let transport = self.inner.provider.transport();
         let clock = &self.inner.clock;
-        send_with_retry(
+        let response = send_with_retry(
             transport.as_ref(),
             request,
-            &self.inner.config.retry,
+            &config.retry,
             idempotent,
             || clock.now(),
         )
-        .await
+        .await?;
+        // The cap holds even through a transport that ignores `RequestLimits`.
+        if response.body().len() > config.max_response_bytes {
+            return Err(AuthError::Transport {
+                kind: crate::error::TransportErrorKind::BodyTooLarge,
+                source: Some(Arc::new(std::io::Error::other(format!(
+                    "response body larger than {} bytes",
+                    config.max_response_bytes
+                )))),
+            });
+        }
+        Ok(response)
     }
 
     /// Runs a provider call that needs the session, with the same refresh-on-401 rule

@@ -142,13 +142,16 @@ pub async fn send_with_retry(
     }
 }
 
-/// Copies a request (method, URI, version, headers, body; extensions are dropped).
+/// Copies a request: method, URI, version, headers, body and extensions (so per-request
+/// settings such as [`RequestLimits`](crate::transport::RequestLimits) hold on every
+/// attempt).
 pub fn clone_request(request: &Request<Bytes>) -> Request<Bytes> {
     let mut copy = Request::new(request.body().clone());
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
     copy
 }
 

@@ -98,6 +98,22 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Per-request overrides of a transport's timeout and response-size cap, carried in the
+/// request's extensions (`request.extensions_mut().insert(RequestLimits { .. })`).
+///
+/// The [`SessionManager`](crate::SessionManager) attaches one to every application
+/// request it sends (its `send_timeout` and `max_response_bytes` settings), so that
+/// application traffic can have a longer timeout or a larger cap than the auth
+/// endpoints, which are sent without one and keep the transport's own settings.
+/// [`ReqwestTransport`] honours it; a custom transport should too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestLimits {
+    /// The timeout of this request, connect to last byte (`None`: the transport's).
+    pub timeout: Option<Duration>,
+    /// The largest response body accepted for this request (`None`: the transport's).
+    pub max_response_bytes: Option<usize>,
+}
+
 /// Settings of [`ReqwestTransport`].
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -236,13 +252,20 @@ mod reqwest_impl {
     #[async_trait]
     impl Transport for ReqwestTransport {
         async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
-            let request = reqwest::Request::try_from(request).map_err(map_error)?;
+            let limits = request
+                .extensions()
+                .get::<RequestLimits>()
+                .copied()
+                .unwrap_or_default();
+            let cap = limits.max_response_bytes.unwrap_or(self.max_response_bytes);
+            let mut request = reqwest::Request::try_from(request).map_err(map_error)?;
+            if let Some(timeout) = limits.timeout {
+                // Overrides the client's timeout for this request only.
+                *request.timeout_mut() = Some(timeout);
+            }
             let mut response = self.client.execute(request).await.map_err(map_error)?;
-            if response
-                .content_length()
-                .is_some_and(|n| n > self.max_response_bytes as u64)
-            {
-                return Err(body_too_large(self.max_response_bytes));
+            if response.content_length().is_some_and(|n| n > cap as u64) {
+                return Err(body_too_large(cap));
             }
             let mut builder = Response::builder()
                 .status(response.status())
@@ -252,8 +275,8 @@ mod reqwest_impl {
             }
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(map_error)? {
-                if body.len() + chunk.len() > self.max_response_bytes {
-                    return Err(body_too_large(self.max_response_bytes));
+                if body.len() + chunk.len() > cap {
+                    return Err(body_too_large(cap));
                 }
                 body.extend_from_slice(&chunk);
             }

@@ -216,3 +216,62 @@ async fn a_dropped_connection_is_a_retryable_io_error() {
         "the URL is stripped: {err:?}"
     );
 }
+
+#[tokio::test]
+async fn request_limits_override_the_timeout_and_cap_for_one_request() {
+    use authmux_core::transport::RequestLimits;
+    let base = server().await;
+    let with = |path: &str, limits: RequestLimits| {
+        let mut request = get(&format!("{base}{path}"));
+        request.extensions_mut().insert(limits);
+        request
+    };
+    // A 1 MiB transport accepts the 3 MiB answers when the request says 4 MiB...
+    let small = transport(5_000, 1 << 20, None);
+    for path in ["/big", "/stream"] {
+        let roomy = RequestLimits {
+            max_response_bytes: Some(4 << 20),
+            ..RequestLimits::default()
+        };
+        let answer = small.send(with(path, roomy)).await.unwrap();
+        assert_eq!(answer.body().len(), 3 << 20, "{path}");
+    }
+    // ...and a 4 MiB one refuses them when the request says 1 MiB.
+    let tight = RequestLimits {
+        max_response_bytes: Some(1 << 20),
+        ..RequestLimits::default()
+    };
+    let err = transport(5_000, 4 << 20, None)
+        .send(with("/stream", tight))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuthError::Transport {
+                kind: TransportErrorKind::BodyTooLarge,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The request's timeout replaces the client's, both ways.
+    let short = RequestLimits {
+        timeout: Some(Duration::from_millis(200)),
+        ..RequestLimits::default()
+    };
+    let err = transport(10_000, 1 << 20, None)
+        .send(with("/slow", short))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Timeout), "{err:?}");
+    let long = RequestLimits {
+        timeout: Some(Duration::from_secs(10)),
+        ..RequestLimits::default()
+    };
+    let answer = transport(200, 1 << 20, None)
+        .send(with("/slow", long))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}

@@ -434,3 +434,93 @@ async fn a_connection_the_server_drops_is_retried_for_a_get() {
         200
     );
 }
+
+fn too_large(result: &Result<impl std::fmt::Debug, AuthError>) -> bool {
+    matches!(
+        result,
+        Err(AuthError::Transport {
+            kind: TransportErrorKind::BodyTooLarge,
+            ..
+        })
+    )
+}
+
+#[tokio::test]
+async fn send_has_its_own_response_cap_and_the_auth_endpoints_keep_theirs() {
+    const SIX_MIB: usize = 6 << 20;
+    let clock = ManualClock::at_unix(T0);
+    let fake = FakeLinxio::builder().clock(clock.clone()).start().unwrap();
+    let provider = Arc::new(
+        LinxioProvider::new(LinxioConfig::new(fake.base_url().clone()))
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_retry(RetryPolicy::NONE),
+    );
+    let manager = |cap: Option<usize>| {
+        let builder = SessionManager::builder(provider.clone())
+            .clock(clock.clone())
+            .retry(RetryPolicy::NONE);
+        match cap {
+            Some(cap) => builder.max_response_bytes(cap).build(),
+            None => builder.build(),
+        }
+    };
+
+    // The default: application answers above 4 MiB are refused.
+    let default = manager(None);
+    login_alice(&default).await;
+    fake.faults()
+        .push(endpoints::VEHICLES, Fault::OversizedBody(SIX_MIB));
+    assert!(too_large(&default.send(get("/api/vehicles")).await));
+
+    // Raised to 8 MiB: the 6 MiB application answer comes back whole...
+    let roomy = manager(Some(8 << 20));
+    login_alice(&roomy).await;
+    fake.faults()
+        .push(endpoints::VEHICLES, Fault::OversizedBody(SIX_MIB));
+    let response = roomy.send(get("/api/vehicles")).await.unwrap();
+    assert_eq!(response.body().len(), SIX_MIB);
+    // ...while an auth endpoint's 6 MiB answer is still refused by the transport's cap.
+    fake.faults()
+        .push(endpoints::ME, Fault::OversizedBody(SIX_MIB));
+    assert!(too_large(&roomy.current_user().await));
+
+    // Lowered to 1 KiB: an ordinary answer padded to 2 KiB is refused.
+    let tight = manager(Some(1024));
+    login_alice(&tight).await;
+    fake.faults()
+        .push(endpoints::VEHICLES, Fault::OversizedBody(2048));
+    assert!(too_large(&tight.send(get("/api/vehicles")).await));
+    assert_eq!(
+        tight.send(get("/api/vehicles")).await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn send_has_its_own_request_timeout() {
+    let clock = ManualClock::at_unix(T0);
+    let fake = FakeLinxio::builder().clock(clock.clone()).start().unwrap();
+    let provider = Arc::new(
+        LinxioProvider::new(LinxioConfig::new(fake.base_url().clone()))
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_retry(RetryPolicy::NONE),
+    );
+    let manager = SessionManager::builder(provider)
+        .clock(clock.clone())
+        .retry(RetryPolicy::NONE)
+        .request_timeout(Duration::from_millis(200))
+        .build();
+    login_alice(&manager).await;
+    fake.faults()
+        .push(endpoints::VEHICLES, Fault::Delay(Duration::from_secs(2)));
+    let started = std::time::Instant::now();
+    let result = manager.send(get("/api/vehicles")).await;
+    assert!(matches!(result, Err(AuthError::Timeout)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The auth endpoints keep the transport's own (30 s) timeout.
+    fake.faults()
+        .push(endpoints::ME, Fault::Delay(Duration::from_millis(600)));
+    assert!(manager.current_user().await.is_ok());
+}
