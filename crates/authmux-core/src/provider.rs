@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::header::{AUTHORIZATION, HeaderValue};
+use http::header::{AUTHORIZATION, COOKIE, HeaderValue, PROXY_AUTHORIZATION};
 use http::{HeaderMap, Method, Request};
 use url::Url;
 
@@ -171,9 +171,9 @@ pub struct RequestTarget<'a> {
     pub path: &'a str,
 }
 
-/// Authorizes a whole request: [`AuthProvider::authorize`] on its method, path and
-/// headers. The caller is responsible for sending it only to the session's origin
-/// (see [`Session::is_same_origin`]).
+/// Authorizes a whole request: [`authorize_headers`] on its method, path and headers.
+/// The caller is responsible for sending it only to the session's origin (see
+/// [`Session::is_same_origin`]).
 pub fn authorize_request<B, P: AuthProvider + ?Sized>(
     provider: &P,
     session: &Session,
@@ -181,7 +181,8 @@ pub fn authorize_request<B, P: AuthProvider + ?Sized>(
 ) -> Result<(), AuthError> {
     // Take the headers out (no allocation) so the method and path can be borrowed.
     let mut headers = std::mem::take(request.headers_mut());
-    let result = provider.authorize(
+    let result = authorize_headers(
+        provider,
         session,
         RequestTarget {
             method: request.method(),
@@ -191,6 +192,28 @@ pub fn authorize_request<B, P: AuthProvider + ?Sized>(
     );
     *request.headers_mut() = headers;
     result
+}
+
+/// [`AuthProvider::authorize`], then marks every credential header (`Authorization`,
+/// `Proxy-Authorization`, `Cookie`) sensitive, whatever the provider put there, so
+/// HTTP stacks (hyper, reqwest, h2's header compression) treat them as secrets. What
+/// every integration (the manager's `send`, the reqwest middleware, the tower layer)
+/// calls.
+pub fn authorize_headers<P: AuthProvider + ?Sized>(
+    provider: &P,
+    session: &Session,
+    target: RequestTarget<'_>,
+    headers: &mut HeaderMap,
+) -> Result<(), AuthError> {
+    provider.authorize(session, target, headers)?;
+    for name in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE] {
+        if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a new account is created with.

@@ -92,30 +92,15 @@ impl Session {
     }
 
     /// Whether `url` is on this session's origin (scheme, host and port), the only
-    /// place its credentials may be sent.
+    /// place its credentials may be sent (see [`same_origin`]).
     pub fn is_same_origin(&self, url: &Url) -> bool {
-        url.origin() == self.base_url.origin()
+        same_origin(&self.base_url, url)
     }
 
     /// Whether an absolute `uri` is on this session's origin (see
-    /// [`Session::is_same_origin`]). A relative URI (no scheme or host) is not.
+    /// [`same_origin_uri`]). A relative URI (no scheme or host) is not.
     pub fn is_same_origin_uri(&self, uri: &http::Uri) -> bool {
-        let base = &self.base_url;
-        let same_host = match (uri.host(), base.host_str()) {
-            (Some(a), Some(b)) => {
-                let a = a.trim_start_matches('[').trim_end_matches(']');
-                let b = b.trim_start_matches('[').trim_end_matches(']');
-                a.eq_ignore_ascii_case(b)
-            }
-            _ => false,
-        };
-        same_host
-            && uri.scheme_str() == Some(base.scheme())
-            && uri.port_u16().or_else(|| match uri.scheme_str() {
-                Some("https") => Some(443),
-                Some("http") => Some(80),
-                _ => None,
-            }) == base.port_or_known_default()
+        same_origin_uri(&self.base_url, uri)
     }
 
     /// A copy of this session with new tokens (user and extras kept): what a refresh
@@ -127,6 +112,39 @@ impl Session {
             ..self.clone()
         }
     }
+}
+
+/// Whether `url` is on `base`'s origin: the same scheme, host and port (the default
+/// port of the scheme when none is written), as `url.origin() == base.origin()` decides
+/// for `http`, `https`, `ws` and `wss`, without allocating. Any other scheme has an
+/// opaque origin and is never the same. Integrations use it to decide, before asking
+/// for a session, whether a request is for the provider at all
+/// (`same_origin(provider.base_url(), url)`).
+pub fn same_origin(base: &Url, url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https" | "ws" | "wss")
+        && url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default()
+}
+
+/// Whether an absolute `uri` is on `base`'s origin (see [`same_origin`]). A relative
+/// URI (no scheme or host) is not.
+pub fn same_origin_uri(base: &Url, uri: &http::Uri) -> bool {
+    let same_host = match (uri.host(), base.host_str()) {
+        (Some(a), Some(b)) => {
+            let a = a.trim_start_matches('[').trim_end_matches(']');
+            let b = b.trim_start_matches('[').trim_end_matches(']');
+            a.eq_ignore_ascii_case(b)
+        }
+        _ => false,
+    };
+    same_host
+        && uri.scheme_str() == Some(base.scheme())
+        && uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        }) == base.port_or_known_default()
 }
 
 /// The signed-in user, in the dialect-neutral shape plus the raw JSON.
@@ -294,6 +312,37 @@ mod tests {
     use super::*;
     use crate::secret::{AccessToken, RefreshToken};
     use crate::token::Expiry;
+
+    #[test]
+    fn same_origin_agrees_with_the_url_crates_origin_and_with_the_uri_check() {
+        let urls = [
+            "https://api.example.com/",
+            "https://api.example.com:443/x?y=1",
+            "https://API.example.com/a",
+            "https://api.example.com:8443/",
+            "http://api.example.com/",
+            "http://api.example.com:80/p",
+            "https://other.example.com/",
+            "https://api.example.com.evil.test/",
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8081/",
+            "http://[::1]:8080/",
+            "wss://api.example.com/",
+            "file:///etc/passwd",
+            "data:text/plain,hi",
+        ];
+        for a in urls {
+            let a = Url::parse(a).unwrap();
+            for b in urls {
+                let b = Url::parse(b).unwrap();
+                assert_eq!(same_origin(&a, &b), a.origin() == b.origin(), "{a} {b}");
+                if matches!(b.scheme(), "http" | "https") {
+                    let uri: http::Uri = b.as_str().parse().unwrap();
+                    assert_eq!(same_origin_uri(&a, &uri), same_origin(&a, &b), "{a} {b}");
+                }
+            }
+        }
+    }
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

@@ -15,6 +15,7 @@ pub mod redis;
 pub mod scripted;
 pub mod server;
 pub mod store_conformance;
+pub mod stream;
 pub mod users;
 
 pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
@@ -27,3 +28,4 @@ pub use linxio::FakeLinxio;
 pub use oauth2::FakeOAuth2;
 pub use scripted::ScriptedProvider;
 pub use server::{FakeRequest, FakeResponse, RateLimit, ServerHandle};
+pub use stream::StreamServer;

@@ -1,0 +1,179 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod body;
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use authmux_core::provider::authorize_request;
+use authmux_core::session::same_origin_uri;
+use authmux_core::{AuthError, SessionManager};
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use body::{NoReplay, ReplayBody};
+
+/// The layer: wraps a service in an [`AuthService`] authorizing with one manager's
+/// session. Cheap to clone; clones share the manager.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    manager: SessionManager,
+}
+
+impl AuthLayer {
+    /// A layer authorizing with `manager`'s session. The manager must be signed in (or
+    /// restored) before requests to the session's origin are sent; until then they
+    /// fail with [`Error::Auth`]\([`AuthError::NotSignedIn`]).
+    pub fn new(manager: SessionManager) -> Self {
+        Self { manager }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] produces (see the [crate docs](crate) for every rule).
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    manager: SessionManager,
+}
+
+impl<S> AuthService<S> {
+    /// Wraps `inner`, authorizing with `manager`'s session.
+    pub fn new(inner: S, manager: SessionManager) -> Self {
+        Self { inner, manager }
+    }
+
+    /// The manager this service authorizes with.
+    pub fn manager(&self) -> &SessionManager {
+        &self.manager
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What an [`AuthService`] fails with.
+#[derive(Debug)]
+pub enum Error<E> {
+    /// The manager could not authorize the request (not signed in, the session was
+    /// refused, a refresh failed); the request was not sent.
+    Auth(AuthError),
+    /// The inner service failed.
+    Service(E),
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auth(e) => write!(f, "could not authorize the request: {e}"),
+            Self::Service(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Auth(e) => Some(e),
+            Self::Service(e) => Some(e),
+        }
+    }
+}
+
+/// The future of [`AuthService::call`].
+pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, Error<E>>> + Send>>;
+
+impl<S, B, R> Service<Request<B>> for AuthService<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    B: ReplayBody + Send + 'static,
+    R: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = Error<S::Error>;
+    type Future = ResponseFuture<Response<R>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::Service)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // Clone-and-swap: the service that was made ready goes into the future, a
+        // clone (to be made ready by the next `poll_ready`) stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The caller chose its own credentials, or the request is not for the
+        // provider's origin at all: pass it through, asking the manager nothing.
+        if request.headers().contains_key(AUTHORIZATION)
+            || !same_origin_uri(self.manager.provider().base_url(), request.uri())
+        {
+            return Box::pin(async move { inner.call(request).await.map_err(Error::Service) });
+        }
+        let manager = self.manager.clone();
+        Box::pin(async move {
+            let session = manager.usable_session().await.map_err(Error::Auth)?;
+            if !session.is_same_origin_uri(request.uri()) {
+                // A session restored for another base URL than the provider's.
+                return inner.call(request).await.map_err(Error::Service);
+            }
+            // Before the credentials go in: the copy to replay carries none.
+            let replay = copy_request(&request);
+            authorize_request(manager.provider().as_ref(), &session, &mut request)
+                .map_err(Error::Auth)?;
+            let response = inner.call(request).await.map_err(Error::Service)?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            let refreshed = manager
+                .session_after_unauthorized(&session)
+                .await
+                .map_err(Error::Auth)?;
+            let Some(mut replay) = replay else {
+                // The body is gone; the next request goes out with the refreshed session.
+                return Ok(response);
+            };
+            drop(response);
+            authorize_request(manager.provider().as_ref(), &refreshed, &mut replay)
+                .map_err(Error::Auth)?;
+            poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Error::Service)?;
+            inner.call(replay).await.map_err(Error::Service)
+        })
+    }
+}
+
+/// A copy of `request` to replay, if its body can be copied.
+fn copy_request<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
+    let mut copy = Request::new(request.body().try_clone_body()?);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy)
+}
