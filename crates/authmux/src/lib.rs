@@ -38,4 +38,15 @@ pub use authmux_linxio as linxio;
 #[doc(inline)]
 pub use authmux_oauth2 as oauth2;
 
+/// authmux inside a reqwest-middleware client (feature `reqwest-middleware`):
+/// [`reqwest_middleware::AuthMiddleware`].
+#[cfg(feature = "reqwest-middleware")]
+#[doc(inline)]
+pub use authmux_reqwest as reqwest_middleware;
+/// authmux inside a tower or hyper client stack (feature `tower`):
+/// [`tower::AuthLayer`], [`tower::AuthService`].
+#[cfg(feature = "tower")]
+#[doc(inline)]
+pub use authmux_tower as tower;
+
 pub use config::{BuildOptions, DIALECTS, ProviderConfig};
