@@ -1,0 +1,332 @@
+//! Benchmark of the integrations (run with `cargo bench -p authmux-integration-tests
+//! --bench layers`): client CPU per request and throughput through `AuthMiddleware`
+//! and through `AuthLayer`, against the same clients sending a static bearer header.
+//!
+//! The server (`authmux-bench-server`, a `StreamServer` answering `GET /hello`) runs in
+//! another process, so the CPU time measured (the sum over this process's threads of
+//! `/proc/self/task/*/schedstat`, in nanoseconds) is the client's alone. Eight callers
+//! send requests concurrently, each one after the other, reading every answer to its
+//! end. The variants run interleaved, round after round, so that a change of machine
+//! load hits them alike; each ratio is taken within a round and the median over the
+//! rounds is reported.
+//!
+//! Writes its section of `docs/benchmarks.md` (after the core benchmark's).
+
+#![allow(
+    missing_docs,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark binary reports on stdout"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use authmux_core::{AccessToken, Expiry, SessionManager, TokenSet};
+use authmux_linxio::{LinxioConfig, LinxioProvider};
+use authmux_reqwest::AuthMiddleware;
+use authmux_tower::{AuthLayer, AuthService};
+use bytes::Bytes;
+use http::HeaderValue;
+use http::header::AUTHORIZATION;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use reqwest_middleware::ClientWithMiddleware;
+use tower::{Layer, Service, ServiceExt};
+
+const TOKEN: &str = "bench-token";
+const CALLERS: usize = 8;
+const ROUNDS: usize = 7;
+
+type Hyper = Client<HttpConnector, Full<Bytes>>;
+
+#[derive(Clone)]
+struct Clients {
+    url: String,
+    uri: http::Uri,
+    header: HeaderValue,
+    reqwest: reqwest::Client,
+    bare_middleware: ClientWithMiddleware,
+    auth_middleware: ClientWithMiddleware,
+    hyper: Hyper,
+    auth_layer: AuthService<Hyper>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// reqwest, static bearer header.
+    Reqwest,
+    /// reqwest-middleware with no middleware, static bearer header.
+    BareMiddleware,
+    /// reqwest-middleware with `AuthMiddleware`.
+    AuthMiddleware,
+    /// hyper-util client, static bearer header.
+    Hyper,
+    /// hyper-util client inside `AuthLayer`.
+    AuthLayer,
+}
+
+const VARIANTS: [Variant; 5] = [
+    Variant::Reqwest,
+    Variant::BareMiddleware,
+    Variant::AuthMiddleware,
+    Variant::Hyper,
+    Variant::AuthLayer,
+];
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Reqwest => "reqwest, static bearer header",
+            Self::BareMiddleware => "reqwest-middleware (no middleware), static bearer header",
+            Self::AuthMiddleware => "reqwest-middleware + `AuthMiddleware`",
+            Self::Hyper => "hyper-util client, static bearer header",
+            Self::AuthLayer => "hyper-util client + `AuthLayer`",
+        }
+    }
+}
+
+/// CPU time of every thread of this process so far, in nanoseconds.
+fn cpu_ns() -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("Linux /proc") {
+        let path = task.unwrap().path().join("schedstat");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+async fn one(clients: &mut Clients, variant: Variant) {
+    match variant {
+        Variant::Reqwest => {
+            let response = clients
+                .reqwest
+                .get(&clients.url)
+                .header(AUTHORIZATION, clients.header.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+        }
+        Variant::BareMiddleware | Variant::AuthMiddleware => {
+            let (client, header) = if variant == Variant::BareMiddleware {
+                (&clients.bare_middleware, Some(clients.header.clone()))
+            } else {
+                (&clients.auth_middleware, None)
+            };
+            let mut request = client.get(&clients.url);
+            if let Some(header) = header {
+                request = request.header(AUTHORIZATION, header);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap();
+        }
+        Variant::Hyper => {
+            let request = http::Request::get(clients.uri.clone())
+                .header(AUTHORIZATION, clients.header.clone())
+                .body(Full::default())
+                .unwrap();
+            let response = clients.hyper.request(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        }
+        Variant::AuthLayer => {
+            let request = http::Request::get(clients.uri.clone())
+                .body(Full::default())
+                .unwrap();
+            let service = clients.auth_layer.ready().await.unwrap();
+            let response = service.call(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        }
+    }
+}
+
+/// One run: `CALLERS` tasks, each sending `per_caller` requests one after the other.
+/// Returns (wall time, CPU ns).
+async fn run(clients: &Clients, variant: Variant, per_caller: usize) -> (Duration, u64) {
+    let cpu = cpu_ns();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            // Each caller has its own handle, as a task in an application would.
+            let mut clients = clients.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_caller {
+                    one(&mut clients, variant).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (started.elapsed(), cpu_ns() - cpu)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn main() {
+    let per_caller: usize = std::env::var("AUTHMUX_BENCH_REQUESTS_PER_CALLER")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(400);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_authmux-bench-server"))
+        .arg(TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the benchmark server starts");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = url::Url::parse(line.trim()).expect("the server prints its URL");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async {
+        let provider = LinxioProvider::new(LinxioConfig::new(base.clone())).unwrap();
+        let manager = SessionManager::new(Arc::new(provider));
+        let tokens = TokenSet::new(
+            AccessToken::new(TOKEN),
+            None,
+            Expiry::In(Duration::from_secs(24 * 3600)),
+            SystemTime::now(),
+        );
+        manager.hydrate(tokens).await.unwrap();
+        let mut header = HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap();
+        header.set_sensitive(true);
+        let hyper: Hyper = Client::builder(TokioExecutor::new()).build_http();
+        let url = format!("{}hello", base.as_str());
+        let clients = Clients {
+            uri: url.parse().unwrap(),
+            url,
+            header,
+            reqwest: reqwest::Client::new(),
+            bare_middleware: reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build(),
+            auth_middleware: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                .with(AuthMiddleware::new(manager.clone()))
+                .build(),
+            auth_layer: AuthLayer::new(manager.clone()).layer(hyper.clone()),
+            hyper,
+        };
+        // Warm up: connections open, allocator and caches settled.
+        for variant in VARIANTS {
+            run(&clients, variant, per_caller / 4).await;
+        }
+        let mut results: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); VARIANTS.len()];
+        for round in 0..ROUNDS {
+            // Alternate the order so that no variant always runs first.
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..VARIANTS.len()).collect()
+            } else {
+                (0..VARIANTS.len()).rev().collect()
+            };
+            for i in order {
+                results[i].push(run(&clients, VARIANTS[i], per_caller).await);
+            }
+        }
+        results
+    });
+    drop(server.stdin.take());
+    let _ = server.wait();
+
+    let requests = (CALLERS * per_caller) as f64;
+    let cpu_us = |i: usize, round: usize| results[i][round].1 as f64 / 1_000.0 / requests;
+    let rps = |i: usize, round: usize| requests / results[i][round].0.as_secs_f64();
+    let idx = |v: Variant| VARIANTS.iter().position(|x| *x == v).unwrap();
+    let ratio = |f: &dyn Fn(usize, usize) -> f64, a: Variant, b: Variant| {
+        median((0..ROUNDS).map(|r| f(idx(a), r) / f(idx(b), r)).collect())
+    };
+    let mut rows = String::new();
+    for (i, variant) in VARIANTS.into_iter().enumerate() {
+        rows.push_str(&format!(
+            "| {} | {:.1} µs | {:.0} req/s |\n",
+            variant.label(),
+            median((0..ROUNDS).map(|r| cpu_us(i, r)).collect()),
+            median((0..ROUNDS).map(|r| rps(i, r)).collect()),
+        ));
+    }
+    let pairs = [
+        (
+            "`AuthMiddleware` vs the same reqwest-middleware client with a static header",
+            Variant::AuthMiddleware,
+            Variant::BareMiddleware,
+        ),
+        (
+            "`AuthMiddleware` vs plain reqwest with a static header",
+            Variant::AuthMiddleware,
+            Variant::Reqwest,
+        ),
+        (
+            "`AuthLayer` vs the same hyper-util client with a static header",
+            Variant::AuthLayer,
+            Variant::Hyper,
+        ),
+    ];
+    let mut ratios = String::new();
+    for (label, a, b) in pairs {
+        let cpu = ratio(&cpu_us, a, b);
+        let tput = ratio(&rps, a, b);
+        ratios.push_str(&format!(
+            "| {label} | {cpu:.3}x ({}) | {tput:.3}x ({}) |\n",
+            verdict(cpu <= 1.05),
+            verdict(tput >= 0.95)
+        ));
+    }
+    let section = format!(
+        "{MARKER} -->\n\n\
+         ## The integrations: `AuthMiddleware` and `AuthLayer`\n\n\
+         Written by `cargo bench -p authmux-integration-tests --bench layers` \
+         (`tests/bench/layers.rs`) on its last run. Client CPU time per request (all threads \
+         of the client process, from `/proc/self/task/*/schedstat`) and throughput, {CALLERS} \
+         concurrent callers, {} requests per variant and round, {ROUNDS} rounds run \
+         interleaved; the server (`GET /hello`, 5 bytes) is another process, started by the \
+         benchmark. Medians over the rounds; each ratio is taken within a round (so both sides \
+         saw the same machine load), then the median is reported.\n\n\
+         | client | CPU per request | throughput |\n|---|---|---|\n{rows}\n\
+         | ratio (goal: CPU <= 1.05x, throughput >= 0.95x) | CPU | throughput |\n|---|---|---|\n\
+         {ratios}",
+        CALLERS * per_caller
+    );
+    println!("{section}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let head = match old.find(MARKER) {
+        Some(at) => old[..at].trim_end().to_owned(),
+        None => old.trim_end().to_owned(),
+    };
+    std::fs::write(&path, format!("{head}\n\n{section}")).unwrap();
+    eprintln!("wrote {}", path.display());
+}
+
+/// Where this benchmark's section of `docs/benchmarks.md` begins (the core benchmark
+/// keeps everything from `<!-- other benchmarks` on when it rewrites the file).
+const MARKER: &str = "<!-- other benchmarks: integrations";

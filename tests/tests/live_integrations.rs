@@ -1,0 +1,249 @@
+//! `AuthMiddleware` (reqwest-middleware) and `AuthLayer` (tower, around a hyper-util
+//! client) against a REAL Directus 12, in its three modes.
+//!
+//! They run when `AUTHMUX_DIRECTUS_URL` is set (`cargo xtask ci` sets it, with the
+//! other `AUTHMUX_DIRECTUS_*` variables); otherwise each test says loudly on stderr
+//! that it was skipped and why, and returns. The connection, the admin and the test
+//! users are the Directus adapter's live-test helpers, shared by path.
+//!
+//! The manager's clock is a `ManualClock`, so the tests decide what the manager
+//! believes: moving it into the refresh window makes the next requests refresh
+//! proactively (the server still accepts the token); leaving it frozen while real time
+//! passes the token's expiry makes the server answer 401 to a token the manager
+//! believes fresh, so the only way to a refresh is the integrations' 401 path.
+
+#[path = "../../crates/authmux-directus/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use authmux_core::{LoginOutcome, ManualClock, Session, SessionManager};
+use authmux_directus::DirectusMode;
+use authmux_reqwest::AuthMiddleware;
+use authmux_tower::{AuthLayer, AuthService};
+use bytes::Bytes;
+use common::{Live, Logging, TestUser, reqwest_transport, skip};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use reqwest_middleware::ClientWithMiddleware;
+use tower::{Layer, ServiceExt};
+
+type Layered = AuthService<Client<HttpConnector, Full<Bytes>>>;
+
+struct World {
+    live: Live,
+    user: TestUser,
+    log: Arc<Logging>,
+    clock: ManualClock,
+    manager: SessionManager,
+    middleware: ClientWithMiddleware,
+    layered: Layered,
+}
+
+async fn world(test: &str, mode: DirectusMode) -> Option<(World, Session)> {
+    let live = Live::from_env(test)?;
+    let admin = live.admin().await;
+    let user = admin.create_user("integrations").await;
+    let log = Logging::new(reqwest_transport());
+    let clock = ManualClock::starting_now();
+    let provider = Arc::new(live.provider(mode, log.clone()).with_clock(clock.clone()));
+    let manager = SessionManager::builder(provider)
+        .clock(clock.clone())
+        .build();
+    let session = match manager.login(&user.credentials()).await {
+        Ok(LoginOutcome::Authenticated(session)) => session,
+        other => panic!("{} could not sign in: {other:?}", user.email),
+    };
+    let middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AuthMiddleware::new(manager.clone()))
+        .build();
+    let layered = AuthLayer::new(manager.clone())
+        .layer(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    Some((
+        World {
+            live,
+            user,
+            log,
+            clock,
+            manager,
+            middleware,
+            layered,
+        },
+        session,
+    ))
+}
+
+impl World {
+    fn me_url(&self) -> String {
+        format!(
+            "{}/users/me?fields=id,email",
+            self.live.url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// `GET /users/me` through the middleware: the status and the email it names.
+    async fn me_via_middleware(&self) -> (u16, Option<String>) {
+        let response = self.middleware.get(self.me_url()).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, email_in(&response.bytes().await.unwrap()))
+    }
+
+    /// `GET /users/me` through the layer: the status and the email it names.
+    async fn me_via_layer(&self) -> (u16, Option<String>) {
+        let request = http::Request::get(self.me_url())
+            .body(Full::default())
+            .unwrap();
+        let response = self.layered.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, email_in(&body))
+    }
+
+    /// 25 requests through the middleware and 25 through the layer, all at once.
+    async fn fifty_at_once(&self) -> Vec<(u16, Option<String>)> {
+        let me = Arc::new(self.me_url());
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let url = Arc::clone(&me);
+            if i % 2 == 0 {
+                let client = self.middleware.clone();
+                tasks.push(tokio::spawn(async move {
+                    let response = client.get(url.as_str()).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    (status, email_in(&response.bytes().await.unwrap()))
+                }));
+            } else {
+                let service = self.layered.clone();
+                tasks.push(tokio::spawn(async move {
+                    let request = http::Request::get(url.as_str())
+                        .body(Full::default())
+                        .unwrap();
+                    let response = service.oneshot(request).await.unwrap();
+                    let status = response.status().as_u16();
+                    let body = response.into_body().collect().await.unwrap().to_bytes();
+                    (status, email_in(&body))
+                }));
+            }
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.unwrap());
+        }
+        out
+    }
+}
+
+fn email_in(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .pointer("/data/email")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Sign in, the hot path through both integrations, then proactive refresh: with the
+/// manager's clock in the refresh window, 50 concurrent requests (half through each
+/// integration) cause exactly one refresh, in the mode's own way.
+async fn hot_path_and_proactive_refresh(test: &str, mode: DirectusMode) {
+    let Some((w, first)) = world(test, mode).await else {
+        return;
+    };
+    let me = (200, Some(w.user.email.clone()));
+    assert_eq!(w.me_via_middleware().await, me, "{mode}");
+    assert_eq!(w.me_via_layer().await, me, "{mode}");
+    assert_eq!(w.log.count("/auth/refresh"), 0, "{mode}: the hot path refreshed");
+
+    let lifetime = first
+        .tokens
+        .lifetime()
+        .expect("Directus tokens say when they expire");
+    // Past any refresh point of the default window, still before expiry (for the
+    // server, whose clock has not moved, the token is as fresh as ever).
+    w.clock.advance(lifetime.mul_f64(0.95));
+    for answer in w.fifty_at_once().await {
+        assert_eq!(answer, me, "{mode}");
+    }
+    assert_eq!(w.log.count("/auth/refresh"), 1, "{mode}: one refresh for 50");
+    let refreshed = w.manager.session().unwrap();
+    assert_ne!(refreshed.tokens.access, first.tokens.access, "{mode}");
+    assert_eq!(refreshed.extra_str("mode"), Some(mode.as_str()));
+    w.log.assert_no_authorization_on_auth();
+}
+
+/// A token the server has expired while the manager's clock stands still: 50
+/// concurrent requests (half through each integration) are refused with 401, cause
+/// exactly one refresh, and are replayed with the new token.
+async fn refresh_after_401(test: &str, mode: DirectusMode) {
+    let Some((w, first)) = world(test, mode).await else {
+        return;
+    };
+    let Some(expires_at) = first.tokens.expires_at.filter(|at| {
+        at.duration_since(SystemTime::now()).unwrap_or_default() <= Duration::from_secs(30)
+    }) else {
+        skip(test, "the server's access tokens live over 30 s");
+        return;
+    };
+    // JWT `exp` has whole seconds: wait until the server surely says TOKEN_EXPIRED.
+    let wait = expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(1200)).await;
+    let me = (200, Some(w.user.email.clone()));
+    for answer in w.fifty_at_once().await {
+        assert_eq!(answer, me, "{mode}");
+    }
+    assert_eq!(w.log.count("/auth/refresh"), 1, "{mode}: one refresh for 50");
+    assert_ne!(
+        w.manager.session().unwrap().tokens.access,
+        first.tokens.access
+    );
+    w.log.assert_no_authorization_on_auth();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_integrations_hot_path_and_proactive_refresh_json() {
+    hot_path_and_proactive_refresh(
+        "live_integrations_hot_path_and_proactive_refresh_json",
+        DirectusMode::Json,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_integrations_hot_path_and_proactive_refresh_cookie() {
+    hot_path_and_proactive_refresh(
+        "live_integrations_hot_path_and_proactive_refresh_cookie",
+        DirectusMode::Cookie,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_integrations_hot_path_and_proactive_refresh_session() {
+    hot_path_and_proactive_refresh(
+        "live_integrations_hot_path_and_proactive_refresh_session",
+        DirectusMode::Session,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_integrations_refresh_after_401_json() {
+    refresh_after_401("live_integrations_refresh_after_401_json", DirectusMode::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_integrations_refresh_after_401_cookie() {
+    refresh_after_401(
+        "live_integrations_refresh_after_401_cookie",
+        DirectusMode::Cookie,
+    )
+    .await;
+}
+
+// Session mode has no 401 test: there the session cookie is the access token, and
+// Directus refuses to refresh an expired one (the adapter documents this), so a session
+// relies on the proactive refresh tested above.
