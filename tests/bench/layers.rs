@@ -41,7 +41,7 @@ use tower::{Layer, Service, ServiceExt};
 
 const TOKEN: &str = "bench-token";
 const CALLERS: usize = 8;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 15;
 
 type Hyper = Client<HttpConnector, Full<Bytes>>;
 
@@ -69,14 +69,18 @@ enum Variant {
     Hyper,
     /// hyper-util client inside `AuthLayer`.
     AuthLayer,
+    /// The hyper-util client with a static header again: the control, whose ratio to
+    /// `Hyper` shows how far two identical clients differ on this machine (noise).
+    HyperControl,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant::Reqwest,
     Variant::BareMiddleware,
     Variant::AuthMiddleware,
     Variant::Hyper,
     Variant::AuthLayer,
+    Variant::HyperControl,
 ];
 
 impl Variant {
@@ -87,6 +91,7 @@ impl Variant {
             Self::AuthMiddleware => "reqwest-middleware + `AuthMiddleware`",
             Self::Hyper => "hyper-util client, static bearer header",
             Self::AuthLayer => "hyper-util client + `AuthLayer`",
+            Self::HyperControl => "control: the hyper-util client, static bearer header, again",
         }
     }
 }
@@ -134,7 +139,7 @@ async fn one(clients: &mut Clients, variant: Variant) {
             assert_eq!(response.status(), 200);
             response.bytes().await.unwrap();
         }
-        Variant::Hyper => {
+        Variant::Hyper | Variant::HyperControl => {
             let request = http::Request::get(clients.uri.clone())
                 .header(AUTHORIZATION, clients.header.clone())
                 .body(Full::default())
@@ -190,7 +195,7 @@ fn main() {
     let per_caller: usize = std::env::var("AUTHMUX_BENCH_REQUESTS_PER_CALLER")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(200);
     let mut server = Command::new(env!("CARGO_BIN_EXE_authmux-bench-server"))
         .arg(TOKEN)
         .stdin(Stdio::piped())
@@ -287,15 +292,24 @@ fn main() {
             Variant::AuthLayer,
             Variant::Hyper,
         ),
+        (
+            "control: the same hyper-util client vs itself (the noise floor)",
+            Variant::HyperControl,
+            Variant::Hyper,
+        ),
     ];
     let mut ratios = String::new();
     for (label, a, b) in pairs {
-        let cpu = ratio(&cpu_us, a, b);
-        let tput = ratio(&rps, a, b);
+        let (cpu_q1, cpu, cpu_q3) = ratio(&cpu_us, a, b);
+        let (tput_q1, tput, tput_q3) = ratio(&rps, a, b);
+        let (cpu_verdict, tput_verdict) = if a == Variant::HyperControl {
+            ("", "")
+        } else {
+            (verdict(cpu <= 1.05), verdict(tput >= 0.95))
+        };
         ratios.push_str(&format!(
-            "| {label} | {cpu:.3}x ({}) | {tput:.3}x ({}) |\n",
-            verdict(cpu <= 1.05),
-            verdict(tput >= 0.95)
+            "| {label} | {cpu:.3}x [{cpu_q1:.3}, {cpu_q3:.3}] {cpu_verdict} | \
+             {tput:.3}x [{tput_q1:.3}, {tput_q3:.3}] {tput_verdict} |\n",
         ));
     }
     let section = format!(
@@ -307,7 +321,10 @@ fn main() {
          concurrent callers, {} requests per variant and round, {ROUNDS} rounds run \
          interleaved; the server (`GET /hello`, 5 bytes) is another process, started by the \
          benchmark. Medians over the rounds; each ratio is taken within a round (so both sides \
-         saw the same machine load), then the median is reported.\n\n\
+         saw the same machine load), then the median is reported with the first and third \
+         quartiles over the rounds in brackets. The control row compares the static-header \
+         hyper-util client with itself: how far apart two identical clients measure on this \
+         machine in this run.\n\n\
          | client | CPU per request | throughput |\n|---|---|---|\n{rows}\n\
          | ratio (goal: CPU <= 1.05x, throughput >= 0.95x) | CPU | throughput |\n|---|---|---|\n\
          {ratios}",

@@ -11,12 +11,18 @@
 //! proactively (the server still accepts the token); leaving it frozen while real time
 //! passes the token's expiry makes the server answer 401 to a token the manager
 //! believes fresh, so the only way to a refresh is the integrations' 401 path.
+//!
+//! Directus's pressure limiter answers `503` when its event loop lags, which 50
+//! concurrent requests can cause on a busy machine. Neither integration retries (that
+//! is a retry layer's job), so the middleware's client has `reqwest-retry` outside it,
+//! as the crate documents, and the layer's requests are retried on `503` by the test
+//! itself; the refresh counts are exact either way.
 
 #[path = "../../crates/authmux-directus/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use authmux_core::{LoginOutcome, ManualClock, Session, SessionManager};
 use authmux_directus::DirectusMode;
@@ -29,6 +35,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use reqwest_middleware::ClientWithMiddleware;
+use reqwest_retry::RetryTransientMiddleware;
+use reqwest_retry::policies::ExponentialBackoff;
 use tower::{Layer, ServiceExt};
 
 type Layered = AuthService<Client<HttpConnector, Full<Bytes>>>;
@@ -57,7 +65,11 @@ async fn world(test: &str, mode: DirectusMode) -> Option<(World, Session)> {
         Ok(LoginOutcome::Authenticated(session)) => session,
         other => panic!("{} could not sign in: {other:?}", user.email),
     };
+    let retry = ExponentialBackoff::builder()
+        .retry_bounds(Duration::from_millis(50), Duration::from_millis(500))
+        .build_with_max_retries(5);
     let middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(RetryTransientMiddleware::new_with_policy(retry))
         .with(AuthMiddleware::new(manager.clone()))
         .build();
     let layered = AuthLayer::new(manager.clone())
@@ -93,13 +105,7 @@ impl World {
 
     /// `GET /users/me` through the layer: the status and the email it names.
     async fn me_via_layer(&self) -> (u16, Option<String>) {
-        let request = http::Request::get(self.me_url())
-            .body(Full::default())
-            .unwrap();
-        let response = self.layered.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, email_in(&body))
+        layer_get(self.layered.clone(), &self.me_url()).await
     }
 
     /// 25 requests through the middleware and 25 through the layer, all at once.
@@ -118,13 +124,7 @@ impl World {
             } else {
                 let service = self.layered.clone();
                 tasks.push(tokio::spawn(async move {
-                    let request = http::Request::get(url.as_str())
-                        .body(Full::default())
-                        .unwrap();
-                    let response = service.oneshot(request).await.unwrap();
-                    let status = response.status().as_u16();
-                    let body = response.into_body().collect().await.unwrap().to_bytes();
-                    (status, email_in(&body))
+                    layer_get(service, url.as_str()).await
                 }));
             }
         }
@@ -134,6 +134,33 @@ impl World {
         }
         out
     }
+}
+
+/// `GET url` through the layer, retried on `503` (Directus's pressure limiter) up to
+/// five times: the status and the email the answer names.
+async fn layer_get(service: Layered, url: &str) -> (u16, Option<String>) {
+    for attempt in 1.. {
+        let request = http::Request::get(url).body(Full::default()).unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        if status != 503 || attempt == 6 {
+            return (status, email_in(&body));
+        }
+        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+    }
+    unreachable!("the loop returns")
+}
+
+/// The statuses of the `/auth/refresh` requests the provider sent, except `503`s from
+/// Directus's pressure limiter (the provider's transport retries those: the same
+/// refresh, not another one).
+fn refreshes(log: &Logging) -> Vec<u16> {
+    log.seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/auth/refresh") && s.status != 503)
+        .map(|s| s.status)
+        .collect()
 }
 
 fn email_in(body: &[u8]) -> Option<String> {
@@ -154,7 +181,11 @@ async fn hot_path_and_proactive_refresh(test: &str, mode: DirectusMode) {
     let me = (200, Some(w.user.email.clone()));
     assert_eq!(w.me_via_middleware().await, me, "{mode}");
     assert_eq!(w.me_via_layer().await, me, "{mode}");
-    assert_eq!(w.log.count("/auth/refresh"), 0, "{mode}: the hot path refreshed");
+    assert_eq!(
+        refreshes(&w.log),
+        Vec::<u16>::new(),
+        "{mode}: the hot path refreshed"
+    );
 
     let lifetime = first
         .tokens
@@ -166,7 +197,7 @@ async fn hot_path_and_proactive_refresh(test: &str, mode: DirectusMode) {
     for answer in w.fifty_at_once().await {
         assert_eq!(answer, me, "{mode}");
     }
-    assert_eq!(w.log.count("/auth/refresh"), 1, "{mode}: one refresh for 50");
+    assert_eq!(refreshes(&w.log), [200], "{mode}: one refresh for 50");
     let refreshed = w.manager.session().unwrap();
     assert_ne!(refreshed.tokens.access, first.tokens.access, "{mode}");
     assert_eq!(refreshed.extra_str("mode"), Some(mode.as_str()));
@@ -180,22 +211,25 @@ async fn refresh_after_401(test: &str, mode: DirectusMode) {
     let Some((w, first)) = world(test, mode).await else {
         return;
     };
-    let Some(expires_at) = first.tokens.expires_at.filter(|at| {
-        at.duration_since(SystemTime::now()).unwrap_or_default() <= Duration::from_secs(30)
-    }) else {
-        skip(test, "the server's access tokens live over 30 s");
+    let Some(lifetime) = first
+        .tokens
+        .lifetime()
+        .filter(|l| *l <= Duration::from_secs(30))
+    else {
+        skip(
+            test,
+            "the server's access tokens live over 30 s, or say nothing",
+        );
         return;
     };
-    // JWT `exp` has whole seconds: wait until the server surely says TOKEN_EXPIRED.
-    let wait = expires_at
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::sleep(wait + Duration::from_millis(1200)).await;
+    // Counted from after the sign-in answer (the server's `exp` is from when it
+    // answered), plus JWT `exp`'s whole seconds: the server surely says TOKEN_EXPIRED.
+    tokio::time::sleep(lifetime + Duration::from_millis(1200)).await;
     let me = (200, Some(w.user.email.clone()));
     for answer in w.fifty_at_once().await {
         assert_eq!(answer, me, "{mode}");
     }
-    assert_eq!(w.log.count("/auth/refresh"), 1, "{mode}: one refresh for 50");
+    assert_eq!(refreshes(&w.log), [200], "{mode}: one refresh for 50");
     assert_ne!(
         w.manager.session().unwrap().tokens.access,
         first.tokens.access
@@ -232,7 +266,11 @@ async fn live_integrations_hot_path_and_proactive_refresh_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_integrations_refresh_after_401_json() {
-    refresh_after_401("live_integrations_refresh_after_401_json", DirectusMode::Json).await;
+    refresh_after_401(
+        "live_integrations_refresh_after_401_json",
+        DirectusMode::Json,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
