@@ -10,7 +10,8 @@
 //! load hits them alike; each ratio is taken within a round and the median over the
 //! rounds is reported.
 //!
-//! Writes its section of `docs/benchmarks.md` (after the core benchmark's).
+//! Writes its section of `docs/benchmarks.md` (between `<!-- integrations:begin -->`
+//! and `<!-- integrations:end -->`).
 
 #![allow(
     missing_docs,
@@ -358,9 +359,7 @@ fn main() {
         ));
     }
     let section = format!(
-        "{MARKER} -->\n\n\
-         ## The integrations: `AuthMiddleware` and `AuthLayer`\n\n\
-         Written by `cargo bench -p authmux-integration-tests --bench layers` \
+        "Written by `cargo bench -p authmux-integration-tests --bench layers` \
          (`tests/bench/layers.rs`) on its last run. Client CPU time per request (all threads \
          of the client process, from `/proc/self/task/*/schedstat`) and throughput, {CALLERS} \
          concurrent callers, {} requests per variant and round, {ROUNDS} rounds run \
@@ -385,15 +384,24 @@ fn main() {
         .parent()
         .unwrap()
         .join("docs/benchmarks.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let head = match old.find(MARKER) {
-        Some(at) => old[..at].trim_end().to_owned(),
-        None => old.trim_end().to_owned(),
-    };
-    std::fs::write(&path, format!("{head}\n\n{section}")).unwrap();
+    write_section(&path, "integrations", &section);
     eprintln!("wrote {}", path.display());
 }
 
-/// Where this benchmark's section of `docs/benchmarks.md` begins (the core benchmark
-/// keeps everything from `<!-- other benchmarks` on when it rewrites the file).
-const MARKER: &str = "<!-- other benchmarks: integrations";
+/// Replaces (or appends) the section between `<!-- <name>:begin -->` and
+/// `<!-- <name>:end -->` in `path`, as the core benchmark does, so each benchmark owns
+/// its part of the file.
+fn write_section(path: &Path, name: &str, body: &str) {
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
+    let block = format!("{begin}\n{body}{end}");
+    let new = match (text.find(&begin), text.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
+        _ => format!(
+            "{}\n\n## Integrations (`cargo bench -p authmux-integration-tests --bench layers`)\n\n{block}\n",
+            text.trim_end()
+        ),
+    };
+    std::fs::write(path, new).unwrap();
+}
