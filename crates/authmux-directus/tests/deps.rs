@@ -1,44 +1,19 @@
 //! Depending on authmux-directus alone pulls in authmux-core and no other adapter (the
 //! sqlx layout: one crate per backend, nothing of the others).
 
-use std::process::Command;
+use authmux_testkit::deps::{authmux_crates, normal_dependencies};
 
 #[test]
 fn no_other_adapter_in_the_normal_dependency_tree() {
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-p",
-            "authmux-directus",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree runs");
-    let tree = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let names = normal_dependencies(
+        env!("CARGO"),
+        env!("CARGO_MANIFEST_DIR"),
+        "authmux-directus",
+        &["--offline"],
     );
-    let ours: Vec<&str> = tree
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| name.starts_with("authmux"))
-        .collect();
-    assert!(
-        ours.contains(&"authmux-directus") && ours.contains(&"authmux-core"),
-        "{tree}"
+    assert_eq!(
+        authmux_crates(&names),
+        ["authmux-core", "authmux-directus"],
+        "authmux-directus depends on another authmux crate"
     );
-    let others: Vec<&&str> = ours
-        .iter()
-        .filter(|name| !matches!(**name, "authmux-directus" | "authmux-core"))
-        .collect();
-    assert!(others.is_empty(), "authmux-directus depends on {others:?}");
 }

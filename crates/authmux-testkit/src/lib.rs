@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod conformance;
+pub mod deps;
 pub mod directus;
 pub mod families;
 pub mod faults;
