@@ -54,7 +54,7 @@ impl Keychain {
     pub(crate) fn platform() -> Result<Self, String> {
         #[cfg(all(feature = "keyring", target_os = "linux"))]
         {
-            let store = linux_keyutils_keyring_store::Store::new()
+            let store = crate::keyutils::Store::new()
                 .map_err(|e| format!("the Linux keyutils keychain cannot be opened: {e}"))?;
             Ok(Self {
                 name: "the Linux kernel keyutils keychain",
@@ -99,8 +99,9 @@ impl Keychain {
     pub(crate) fn probe(&self, account: &str) -> Result<(), String> {
         let account = format!("{account}#probe-{:016x}", fastrand_u64());
         let written = b"authmux keychain probe";
-        self.set(&account, written)?;
-        let read = self.get(&account);
+        let set = self.set(&account, written);
+        let read = set.and_then(|()| self.get(&account));
+        // Whatever failed, nothing is left behind (a failed set may have written).
         let _ = self.delete(&account);
         match read? {
             Some(bytes) if bytes.as_slice() == written => Ok(()),
@@ -479,6 +480,33 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             // One keychain for every handle, as one machine has.
             let keychain = mock();
+            let report = authmux_testkit::store_conformance::run(|location: String| {
+                let path = dir.path().join(format!("{location}/session.json"));
+                let keychain = keychain.clone();
+                async move { Arc::new(KeyringStore::new(&path, keychain)) as Arc<dyn SessionStore> }
+            })
+            .await;
+            report.assert_passed();
+            assert_eq!(report.passed(), report.results.len(), "{report:?}");
+        });
+    }
+
+    /// The same suite on this machine's real keychain (keyutils on Linux): entries
+    /// written, swapped and deleted by concurrent handles for real.
+    #[test]
+    fn platform_keyring_store_passes_the_store_conformance_suite() {
+        let keychain = match Keychain::platform().and_then(|k| k.probe("conformance").map(|()| k)) {
+            Ok(keychain) => keychain,
+            Err(why) => {
+                assert!(
+                    std::env::var_os("AUTHMUX_NO_KEYCHAIN").is_some(),
+                    "the OS keychain is unavailable: {why} (set AUTHMUX_NO_KEYCHAIN=1 on a machine without one)"
+                );
+                return;
+            }
+        };
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
             let report = authmux_testkit::store_conformance::run(|location: String| {
                 let path = dir.path().join(format!("{location}/session.json"));
                 let keychain = keychain.clone();

@@ -8,6 +8,8 @@ mod exec;
 mod failure;
 mod fake;
 mod keychain;
+#[cfg(all(feature = "keyring", target_os = "linux"))]
+mod keyutils;
 mod manual;
 mod oauth2;
 mod output;
