@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod buffer;
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -17,6 +18,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use body::{NoReplay, ReplayBody};
+pub use buffer::{BufferBodies, BufferBodiesLayer, Buffered, DEFAULT_BUFFER_LIMIT};
 
 /// The layer: wraps a service in an [`AuthService`] authorizing with one manager's
 /// session. Cheap to clone; clones share the manager.
