@@ -153,12 +153,9 @@ pub trait AuthProvider: Send + Sync + fmt::Debug {
 /// `Bearer <token>` as a sensitive header value (hyper and reqwest keep sensitive
 /// values out of their own debug output).
 pub fn bearer(tokens: &TokenSet) -> Result<HeaderValue, AuthError> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", tokens.access.expose_secret()))
-        .map_err(|_| {
-            AuthError::protocol("access token contains characters not allowed in a header")
-        })?;
-    value.set_sensitive(true);
-    Ok(value)
+    tokens.access.bearer_header().ok_or_else(|| {
+        AuthError::protocol("access token contains characters not allowed in a header")
+    })
 }
 
 /// What an authorized request is for: enough for a dialect to decide which credentials

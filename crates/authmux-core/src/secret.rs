@@ -14,6 +14,8 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+use http::HeaderValue;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
@@ -34,22 +36,32 @@ fn fingerprint_of(text: &str) -> Fingerprint {
     Fingerprint(KEY.get_or_init(RandomState::new).hash_one(text))
 }
 
+/// What every secret newtype shares between its clones: the text, and (used by
+/// [`AccessToken::bearer_header`] only) its `Authorization` header value, built once.
+struct SecretText {
+    text: Zeroizing<String>,
+    bearer: OnceLock<Option<HeaderValue>>,
+}
+
 macro_rules! secret_type {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[derive(Clone)]
-        pub struct $name(Arc<Zeroizing<String>>);
+        pub struct $name(Arc<SecretText>);
 
         impl $name {
             #[doc = concat!("Wraps `text` as a `", stringify!($name), "`.")]
             pub fn new(text: impl Into<String>) -> Self {
-                Self(Arc::new(Zeroizing::new(text.into())))
+                Self(Arc::new(SecretText {
+                    text: Zeroizing::new(text.into()),
+                    bearer: OnceLock::new(),
+                }))
             }
 
             /// The secret text. Every call site is a place where the secret leaves its
             /// wrapper: keep them few and never log what this returns.
             pub fn expose_secret(&self) -> &str {
-                self.0.as_str()
+                self.0.text.as_str()
             }
 
             /// A per-process fingerprint of the secret (see [`Fingerprint`]).
@@ -59,7 +71,7 @@ macro_rules! secret_type {
 
             /// Whether the secret is the empty string.
             pub fn is_empty(&self) -> bool {
-                self.0.is_empty()
+                self.0.text.is_empty()
             }
         }
 
@@ -119,6 +131,39 @@ secret_type! {
     /// ```
     AccessToken
 }
+impl AccessToken {
+    /// `Bearer <token>` as an `Authorization` header value, marked sensitive; `None`
+    /// when the token holds characters a header cannot carry. Built on first use and
+    /// shared by every clone of this token (a reference-count increment per request),
+    /// in memory that is zeroized when the last copy of the value is dropped.
+    ///
+    /// ```
+    /// use authmux_core::AccessToken;
+    /// let value = AccessToken::new("abc.def").bearer_header().unwrap();
+    /// assert_eq!(value, "Bearer abc.def");
+    /// assert!(value.is_sensitive());
+    /// assert!(AccessToken::new("new\nline").bearer_header().is_none());
+    /// ```
+    pub fn bearer_header(&self) -> Option<HeaderValue> {
+        self.0
+            .bearer
+            .get_or_init(|| {
+                let token = self.expose_secret().as_bytes();
+                // Sized once: a growing Vec would leave unzeroized copies behind.
+                let mut text = Zeroizing::new(Vec::with_capacity(PREFIX.len() + token.len()));
+                text.extend_from_slice(PREFIX);
+                text.extend_from_slice(token);
+                let mut value = HeaderValue::from_maybe_shared(Bytes::from_owner(text)).ok()?;
+                value.set_sensitive(true);
+                Some(value)
+            })
+            .clone()
+    }
+}
+
+/// The scheme of [`AccessToken::bearer_header`].
+const PREFIX: &[u8] = b"Bearer ";
+
 secret_type! {
     /// A refresh token. Once a server rotates it, it must never be sent again.
     RefreshToken
