@@ -122,6 +122,9 @@ pub enum AuthError {
         code: Option<String>,
         /// The server's message, sanitized.
         message: Option<String>,
+        /// The server's `Retry-After`, when it sent one (a `503` with it promises the
+        /// request was not processed: see [`crate::retry::RefreshRetry`]).
+        retry_after: Option<Duration>,
     },
     /// The server's answer did not have the expected shape.
     #[error("malformed answer from server: {message}")]
@@ -197,10 +200,12 @@ impl AuthError {
                 status,
                 code,
                 message,
+                retry_after,
             } => AuthError::Server {
                 status,
                 code,
                 message: message.map(clean),
+                retry_after,
             },
             AuthError::Protocol { message } => AuthError::Protocol {
                 message: clean(message),
@@ -236,7 +241,8 @@ impl AuthError {
     }
 
     /// The generic mapping of an HTTP error status, used by adapters for statuses
-    /// they do not map more precisely. `message` is sanitized here.
+    /// they do not map more precisely. `message` is sanitized here; `retry_after` (the
+    /// answer's `Retry-After`) is kept for 429 and for 5xx.
     pub fn from_status(
         status: u16,
         code: Option<String>,
@@ -257,6 +263,7 @@ impl AuthError {
                 status,
                 code,
                 message,
+                retry_after: retry_after.filter(|_| status >= 500),
             },
         }
     }

@@ -27,7 +27,7 @@ pub use provider::{
     AuthProvider, Capabilities, DynAuthProvider, OAuth, OAuthProvider, PasswordChange,
     PasswordReset, SignInRecord, SignInSessions, Signup, SignupRequest,
 };
-pub use retry::RetryPolicy;
+pub use retry::{RefreshRetry, RetryPolicy};
 pub use secret::{AccessToken, OtpCode, Password, RefreshToken, ResetToken, TotpSecret};
 pub use session::{Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, Session, UserProfile};
 pub use store::{FileStore, MemoryStore, SessionStore, Versioned};

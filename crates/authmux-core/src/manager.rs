@@ -60,7 +60,7 @@ use crate::lifecycle::{
     Action, Input, Lifecycle, Phase, RefreshBackoff, RefreshWindow, SessionEvent,
 };
 use crate::provider::AuthProvider;
-use crate::retry::{RetryPolicy, clone_request, send_with_retry};
+use crate::retry::{RefreshRetry, RetryPolicy, clone_request, send_with_retry};
 use crate::secret::{AccessToken, Fingerprint, OtpCode};
 use crate::session::{
     Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, Session, UserProfile,
@@ -80,6 +80,10 @@ pub struct ManagerConfig {
     pub backoff: RefreshBackoff,
     /// Retries of idempotent authorized requests.
     pub retry: RetryPolicy,
+    /// When a refresh is retried inside the same call (only when the server certainly
+    /// did not process it: a refused connection, 429 or 503 with a `Retry-After` of at
+    /// most 2 s by default). See [`RefreshRetry`].
+    pub refresh_retry: RefreshRetry,
     /// How many events a slow subscriber may fall behind before it misses some.
     pub event_capacity: usize,
     /// How long a refresh waits for the store's refresh lock held by another process
@@ -108,6 +112,7 @@ impl Default for ManagerConfig {
             refresh_window: RefreshWindow::default(),
             backoff: RefreshBackoff::default(),
             retry: RetryPolicy::default(),
+            refresh_retry: RefreshRetry::default(),
             event_capacity: 64,
             store_lock_timeout: Duration::from_secs(35),
             send_timeout: Duration::from_secs(90),
@@ -338,6 +343,13 @@ impl ManagerBuilder {
     #[must_use]
     pub fn refresh_window(mut self, window: RefreshWindow) -> Self {
         self.config.refresh_window = window;
+        self
+    }
+
+    /// When a refresh is retried inside the same call (see [`RefreshRetry`]).
+    #[must_use]
+    pub fn refresh_retry(mut self, rule: RefreshRetry) -> Self {
+        self.config.refresh_retry = rule;
         self
     }
 
@@ -1051,7 +1063,7 @@ impl SessionManager {
             Next::Refresh => return Err(AuthError::protocol("refresh pipeline re-entered")),
         };
         tracing::debug!(dialect = %session.dialect, "refreshing session");
-        let input = match self.inner.provider.refresh(&session).await {
+        let input = match self.provider_refresh(&session).await {
             Ok(mut new) => {
                 // The same sign-in, whatever the adapter built.
                 new.lineage.clone_from(&session.lineage);
@@ -1101,6 +1113,27 @@ impl SessionManager {
             (Ok(_), Err(error), Reason::Explicit) => Err(error),
             (result, _, _) => result,
         }
+    }
+
+    /// The refresh request, retried once when the server certainly did not process the
+    /// first (a refused connection; 429 or 503 with a short `Retry-After`), so its
+    /// refresh token is not spent; never after a timeout, a broken answer or a 5xx
+    /// without `Retry-After` (the rule is [`RefreshRetry`]).
+    async fn provider_refresh(&self, session: &Session) -> Result<Session, AuthError> {
+        let first = self.inner.provider.refresh(session).await;
+        let wait = match &first {
+            Err(error) => self.inner.config.refresh_retry.delay_for(error),
+            Ok(_) => None,
+        };
+        let Some(wait) = wait else {
+            return first;
+        };
+        tracing::debug!(
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "the server did not process the refresh; retrying it once"
+        );
+        tokio::time::sleep(wait).await;
+        self.inner.provider.refresh(session).await
     }
 
     /// Takes the store's refresh lock for a refresh (or the one kept while dirty).

@@ -5,6 +5,11 @@
 //! 5xx; 501 and 505+ are not transient), and 429/503 after their `Retry-After`. Only idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) are retried,
 //! unless the caller marks a request idempotent. Delays grow exponentially from
 //! `base_delay` up to `max_delay`, with full jitter.
+//!
+//! A refresh is not such a request: it is a POST that may rotate the refresh token, so
+//! repeating one the server did process sends a spent token. [`RefreshRetry`] is the
+//! rule the session manager applies to it instead: retried once, inside the same call,
+//! only when the server certainly did not process it.
 
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +68,86 @@ impl RetryPolicy {
         } else {
             fastrand::u64(0..=nanos)
         })
+    }
+}
+
+/// When a refresh is retried inside the same call: only when the server certainly did
+/// not process it, so the refresh token it carried is not spent.
+///
+/// - the connection was never opened ([`TransportErrorKind::Connect`]: refused, DNS,
+///   TLS handshake): retried after [`RefreshRetry::refused_delay`];
+/// - `429` with a `Retry-After` of at most [`RefreshRetry::max_retry_after`]: retried
+///   after it;
+/// - `503` with a `Retry-After` of at most the same bound: retried after it.
+///
+/// Never after a timeout, a dropped or truncated answer, a malformed one, or a 5xx
+/// without `Retry-After`: the server may have rotated the token, and sending the old one
+/// again would be refused (or, with reuse detection, revoke the whole sign-in). Those
+/// are returned as transient failures and the session is kept. One retry at most.
+///
+/// ```
+/// use authmux_core::retry::RefreshRetry;
+/// use authmux_core::AuthError;
+/// use std::time::Duration;
+///
+/// let rule = RefreshRetry::default();
+/// let limited = AuthError::RateLimited { retry_after: Some(Duration::from_secs(1)) };
+/// assert_eq!(rule.delay_for(&limited), Some(Duration::from_secs(1)));
+/// assert_eq!(rule.delay_for(&AuthError::Timeout), None);
+/// ```
+///
+/// [`TransportErrorKind::Connect`]: crate::error::TransportErrorKind::Connect
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshRetry {
+    /// The longest `Retry-After` (429, 503) waited for inside the call; longer ones are
+    /// returned as errors. Default 2 s; zero turns the retry after 429/503 off.
+    pub max_retry_after: Duration,
+    /// The wait before retrying a refresh whose connection was refused or never
+    /// opened. Default 250 ms.
+    pub refused_delay: Duration,
+    /// Whether a refused connection is retried at all. Default `true`.
+    pub retry_refused: bool,
+}
+
+impl Default for RefreshRetry {
+    fn default() -> Self {
+        Self {
+            max_retry_after: Duration::from_secs(2),
+            refused_delay: Duration::from_millis(250),
+            retry_refused: true,
+        }
+    }
+}
+
+impl RefreshRetry {
+    /// Never retry a refresh.
+    pub const NONE: RefreshRetry = RefreshRetry {
+        max_retry_after: Duration::ZERO,
+        refused_delay: Duration::ZERO,
+        retry_refused: false,
+    };
+
+    /// How long to wait before retrying a refresh that failed with `error`, or `None`
+    /// when it must not be retried (the server may have processed it).
+    pub fn delay_for(&self, error: &AuthError) -> Option<Duration> {
+        let bounded = |wait: Duration| {
+            (!self.max_retry_after.is_zero() && wait <= self.max_retry_after).then_some(wait)
+        };
+        match error {
+            AuthError::Transport {
+                kind: crate::error::TransportErrorKind::Connect,
+                ..
+            } if self.retry_refused => Some(self.refused_delay),
+            AuthError::RateLimited {
+                retry_after: Some(wait),
+            } => bounded(*wait),
+            AuthError::Server {
+                status: 503,
+                retry_after: Some(wait),
+                ..
+            } => bounded(*wait),
+            _ => None,
+        }
     }
 }
 
@@ -264,6 +349,41 @@ mod tests {
             404
         );
         assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_refresh_is_retried_only_when_the_server_did_not_process_it() {
+        let rule = RefreshRetry::default();
+        let secs = Duration::from_secs;
+        let refused = AuthError::Transport {
+            kind: TransportErrorKind::Connect,
+            source: None,
+        };
+        assert_eq!(rule.delay_for(&refused), Some(rule.refused_delay));
+        let limited = |wait| AuthError::RateLimited { retry_after: wait };
+        assert_eq!(rule.delay_for(&limited(Some(secs(2)))), Some(secs(2)));
+        assert_eq!(rule.delay_for(&limited(Some(secs(3)))), None, "over the bound");
+        assert_eq!(rule.delay_for(&limited(None)), None);
+        let server = |status, wait| AuthError::Server {
+            status,
+            code: None,
+            message: None,
+            retry_after: wait,
+        };
+        assert_eq!(rule.delay_for(&server(503, Some(secs(1)))), Some(secs(1)));
+        assert_eq!(rule.delay_for(&server(503, None)), None);
+        assert_eq!(rule.delay_for(&server(500, Some(secs(1)))), None);
+        assert_eq!(rule.delay_for(&server(502, None)), None);
+        assert_eq!(rule.delay_for(&AuthError::Timeout), None);
+        let after_sending = AuthError::Transport {
+            kind: TransportErrorKind::Io,
+            source: None,
+        };
+        assert_eq!(rule.delay_for(&after_sending), None);
+        assert_eq!(rule.delay_for(&AuthError::protocol("truncated")), None);
+        assert_eq!(rule.delay_for(&AuthError::RefreshRejected), None);
+        assert_eq!(RefreshRetry::NONE.delay_for(&refused), None);
+        assert_eq!(RefreshRetry::NONE.delay_for(&limited(Some(secs(1)))), None);
     }
 
     #[test]

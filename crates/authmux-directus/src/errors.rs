@@ -213,6 +213,7 @@ mod tests {
                 status: 418,
                 code: Some(code),
                 message: Some(m),
+                ..
             } => {
                 assert_eq!((code.as_str(), m.as_str()), ("TEAPOT", "m"));
             }

@@ -825,6 +825,7 @@ async fn error_codes_map_by_endpoint() {
             status: 418,
             code: Some(code),
             message: Some(message),
+            ..
         } => {
             assert_eq!(
                 (code.as_str(), message.as_str()),

@@ -401,6 +401,7 @@ pub(crate) fn error_for(
             status,
             code: body.code,
             message: body.message,
+            retry_after: retry_after(response.headers(), now),
         },
         _ => AuthError::from_status(
             status,

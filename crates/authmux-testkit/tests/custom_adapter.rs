@@ -396,6 +396,7 @@ async fn the_suite_catches_a_broken_adapter() {
                 status: 500,
                 code: None,
                 message: None,
+                retry_after: None,
             })
         }
         async fn verify_otp(
