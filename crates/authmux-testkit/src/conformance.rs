@@ -23,6 +23,8 @@
 //! 401/403/409/429/5xx, malformed, truncated and oversized bodies and dropped
 //! connections on the login, current-user and refresh endpoints; and, in every check, no
 //! secret (password, code, token) in any error's or session's `Debug`/`Display`.
+//!
+//! [`fault_matrix`] runs every endpoint against every fault through a session manager.
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ use authmux_core::{
 };
 
 use crate::faults::{Fault, Faults};
+
+pub mod fault_matrix;
 use crate::recorder::Recorder;
 use crate::users::{ALICE_EMAIL, DEFAULT_PASSWORD, FORBIDDEN_EMAIL, OTP_EMAIL};
 

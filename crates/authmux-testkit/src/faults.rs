@@ -56,6 +56,82 @@ pub enum Fault {
     },
     /// Answer with exactly this response.
     Respond(FakeResponse),
+    /// This status with an HTML page for a body (`text/html`), as a reverse proxy or a
+    /// load balancer answers (`Html(502)`), or as a captive portal or a web app's index
+    /// page answers an API path (`Html(200)`). The request is not processed.
+    Html(u16),
+    /// `200` with a JSON content type and an empty body. The request is not processed.
+    EmptyOk,
+    /// Never answer and never process the request: the connection stays open until the
+    /// client gives up (its timeout) or the server shuts down.
+    Hang,
+    /// The normal answer (the request is processed: a refresh rotates) with one value of
+    /// its JSON body edited, e.g. the access token removed, `null` or of the wrong type.
+    /// Bodies that are not JSON, or lack the value, are sent unchanged.
+    EditJson {
+        /// Where the value is, as a JSON pointer (RFC 6901), e.g. `"/data/access_token"`.
+        pointer: String,
+        /// What to do to it.
+        edit: JsonEdit,
+    },
+}
+
+/// How [`Fault::EditJson`] changes one value of an answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum JsonEdit {
+    /// Remove the member.
+    Remove,
+    /// Replace the value with `null`.
+    Null,
+    /// Replace the value with this one (e.g. a number where a string belongs).
+    Replace(serde_json::Value),
+}
+
+impl Fault {
+    /// Whether the server processes the request before the fault spoils the answer
+    /// (so a refresh it hits may have rotated the refresh token): truncated, oversized
+    /// and edited answers, and a delayed answer.
+    pub fn is_processed(&self) -> bool {
+        matches!(
+            self,
+            Fault::TruncatedBody
+                | Fault::OversizedBody(_)
+                | Fault::EditJson { .. }
+                | Fault::DelayAnswer(_)
+                | Fault::Delay(_)
+        )
+    }
+}
+
+/// The HTML page [`Fault::Html`] answers with, like a proxy's error page.
+pub fn html_page(status: u16) -> String {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    format!(
+        "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
+         <center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n\
+         </body>\r\n</html>\r\n"
+    )
+}
+
+/// Applies a [`Fault::EditJson`] to a body: `None` when the body is not JSON or has no
+/// value at `pointer` (the answer is then sent unchanged). Public so that a proxy in
+/// front of a real server can apply the same fault to the real answer.
+pub fn edit_json(body: &[u8], pointer: &str, edit: &JsonEdit) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match edit {
+        JsonEdit::Remove => {
+            let (parent, key) = pointer.rsplit_once('/')?;
+            let key = key.replace("~1", "/").replace("~0", "~");
+            value.pointer_mut(parent)?.as_object_mut()?.remove(&key)?;
+        }
+        JsonEdit::Null => *value.pointer_mut(pointer)? = serde_json::Value::Null,
+        JsonEdit::Replace(new) => *value.pointer_mut(pointer)? = new.clone(),
+    }
+    serde_json::to_vec(&value).ok()
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +208,27 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_edits_reach_nested_values_and_leave_other_bodies_alone() {
+        let body = br#"{"data":{"access_token":"abc","expires":900}}"#;
+        let edited = |edit| {
+            let out = edit_json(body, "/data/access_token", &edit).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        assert_eq!(
+            edited(JsonEdit::Remove),
+            serde_json::json!({"data": {"expires": 900}})
+        );
+        assert_eq!(edited(JsonEdit::Null)["data"]["access_token"], serde_json::Value::Null);
+        assert_eq!(
+            edited(JsonEdit::Replace(serde_json::json!(7)))["data"]["access_token"],
+            7
+        );
+        assert!(edit_json(b"<html>", "/token", &JsonEdit::Null).is_none());
+        assert!(edit_json(body, "/token", &JsonEdit::Remove).is_none());
+        assert!(html_page(502).contains("502 Bad Gateway"));
+    }
 
     #[test]
     fn queue_then_any_then_always() {

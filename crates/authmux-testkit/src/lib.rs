@@ -23,7 +23,7 @@ pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
 /// The core's `proptest` strategies (sessions, token sets, lifecycle scripts), so that
 /// one dev-dependency on the test kit is enough.
 pub use authmux_core::strategies;
-pub use faults::Fault;
+pub use faults::{Fault, JsonEdit};
 pub use linkutm::FakeLinkUtm;
 pub use linxio::FakeLinxio;
 pub use oauth2::FakeOAuth2;

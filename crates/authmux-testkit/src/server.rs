@@ -656,6 +656,33 @@ impl Shared {
                 Ok(self.finish(resp))
             }
             Some(Fault::Respond(resp)) => Ok(self.finish(resp)),
+            Some(Fault::Html(code)) => {
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+                Ok(self.finish(FakeResponse::raw(
+                    status,
+                    "text/html",
+                    crate::faults::html_page(code),
+                )))
+            }
+            Some(Fault::EmptyOk) => Ok(self.finish(FakeResponse::raw(
+                StatusCode::OK,
+                "application/json; charset=utf-8",
+                Bytes::new(),
+            ))),
+            Some(Fault::Hang) => {
+                // Ends when the client closes the connection (hyper drops this future)
+                // or the server shuts down.
+                std::future::pending::<()>().await;
+                Err(ConnectionDropped)
+            }
+            Some(Fault::EditJson { pointer, edit }) => {
+                let mut resp = answer(&self);
+                if let Some(body) = crate::faults::edit_json(&resp.body, &pointer, &edit) {
+                    resp.body = Bytes::from(body);
+                    resp.headers.remove(CONTENT_LENGTH);
+                }
+                Ok(self.finish(resp))
+            }
         }
     }
 }
