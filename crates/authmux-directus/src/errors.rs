@@ -135,6 +135,7 @@ impl ErrorAnswer {
                 status: self.status,
                 code: self.code,
                 message,
+                retry_after: self.retry_after.filter(|_| self.status >= 500),
             },
         }
     }

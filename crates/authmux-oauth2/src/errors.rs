@@ -123,6 +123,7 @@ impl ErrorAnswer {
                 status: 503,
                 code: self.code,
                 message,
+                retry_after: self.retry_after,
             },
             (None, Context::Refresh) if self.status == 401 => AuthError::RefreshRejected,
             (None, Context::Login) if self.status == 401 => AuthError::InvalidCredentials,

@@ -133,11 +133,13 @@ pub(crate) fn read_callback(
                 status: 503,
                 code: Some(error),
                 message: Some(message),
+                retry_after: None,
             },
             "server_error" => AuthError::Server {
                 status: 500,
                 code: Some(error),
                 message: Some(message),
+                retry_after: None,
             },
             _ => AuthError::Validation {
                 field: None,

@@ -56,6 +56,18 @@ impl ToyProvider {
         }
     }
 
+    /// With a client timeout of its own (the fault matrix uses a short one).
+    fn with_timeout(url: Url, timeout: Duration) -> Self {
+        let config = authmux_core::transport::TransportConfig {
+            timeout,
+            ..authmux_core::transport::TransportConfig::default()
+        };
+        Self {
+            url,
+            transport: ReqwestTransport::with_config(config).unwrap(),
+        }
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -370,6 +382,50 @@ async fn a_custom_adapter_passes_the_conformance_suite() {
     // Everything applies to this dialect: nothing may have been skipped.
     assert_eq!(report.passed(), report.results.len(), "{report:?}");
     assert!(fake.recorder().count("POST /session/renew") >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_adapter_gets_the_fault_matrix() {
+    use authmux_testkit::conformance::fault_matrix::{self, EndpointKind, FaultTarget, Outcome};
+    let fake = ServerHandle::start(
+        Arc::new(ToyFake {
+            state: Mutex::default(),
+        }),
+        ServerConfig::new(),
+    )
+    .unwrap();
+    let timeout = Duration::from_millis(400);
+    let provider = Arc::new(ToyProvider::with_timeout(fake.base_url().clone(), timeout));
+    let target = Target::new(Credentials::new("ann@toy.test", "toy password"))
+        .with_server(
+            &fake,
+            Endpoints {
+                login: "POST /session".into(),
+                current_user: "GET /whoami".into(),
+                refresh: Some("POST /session/renew".into()),
+            },
+        )
+        .with_otp_user(
+            Credentials::new("coder@toy.test", "toy password"),
+            Arc::new(|| "424242".to_owned()),
+        );
+    let target = FaultTarget::new(target, timeout)
+        .with_otp("POST /session")
+        .with_logout("DELETE /session")
+        .with_token_pointer("/jwt");
+    let matrix = fault_matrix::run(provider, &target).await;
+    matrix.assert_passed("toy");
+    // Every endpoint kind applies to the toy, the send going to its current-user path.
+    for endpoint in EndpointKind::ALL {
+        assert!(
+            matrix
+                .cells
+                .iter()
+                .filter(|c| c.endpoint == endpoint)
+                .any(|c| !matches!(c.outcome, Outcome::NotApplicable(_))),
+            "{endpoint:?} did not apply"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
