@@ -1224,6 +1224,39 @@ fn network_failures_exit_5() {
 }
 
 #[test]
+fn the_first_token_after_a_429_on_refresh_succeeds() {
+    let fake = FakeLinxio::start().unwrap();
+    let home = Home::new();
+    let url = url_of(fake.base_url());
+    home.login("default", "linxio", &url, ALICE_EMAIL);
+    let old = home.access_token("default");
+    home.expire("default");
+    // A 429 with a Retry-After within the bound (2 s): the server did not process the
+    // refresh, so it is retried inside the same call.
+    fake.faults().push(
+        linxio_endpoints::REFRESH,
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    let before = fake.recorder().count(linxio_endpoints::REFRESH);
+    home.cmd(&["token"]).assert().success();
+    assert_eq!(fake.recorder().count(linxio_endpoints::REFRESH) - before, 2);
+    assert_ne!(home.access_token("default"), old);
+    // Beyond the bound it is not waited for: exit 6 at once, after one request.
+    home.expire("default");
+    fake.faults().push(
+        linxio_endpoints::REFRESH,
+        Fault::RateLimited {
+            retry_after_secs: 30,
+        },
+    );
+    let before = fake.recorder().count(linxio_endpoints::REFRESH);
+    fails(&mut home.cmd(&["token"]), 6, &["retry after 30s"]);
+    assert_eq!(fake.recorder().count(linxio_endpoints::REFRESH) - before, 1);
+}
+
+#[test]
 fn rate_limits_exit_6_with_the_retry_after() {
     let fake = FakeLinxio::start().unwrap();
     let home = Home::new();

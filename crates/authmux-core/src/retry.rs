@@ -362,7 +362,11 @@ mod tests {
         assert_eq!(rule.delay_for(&refused), Some(rule.refused_delay));
         let limited = |wait| AuthError::RateLimited { retry_after: wait };
         assert_eq!(rule.delay_for(&limited(Some(secs(2)))), Some(secs(2)));
-        assert_eq!(rule.delay_for(&limited(Some(secs(3)))), None, "over the bound");
+        assert_eq!(
+            rule.delay_for(&limited(Some(secs(3)))),
+            None,
+            "over the bound"
+        );
         assert_eq!(rule.delay_for(&limited(None)), None);
         let server = |status, wait| AuthError::Server {
             status,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use authmux_core::ClientOptions;
 use authmux_directus::{DirectusConfig, DirectusProvider};
-use authmux_testkit::conformance::fault_matrix::{self, EndpointKind, FaultTarget, MatrixFault, Outcome};
+use authmux_testkit::conformance::fault_matrix::{
+    self, EndpointKind, FaultTarget, MatrixFault, Outcome,
+};
 use authmux_testkit::directus::FakeDirectus;
 
 const TIMEOUT: Duration = Duration::from_millis(400);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use authmux_core::ClientOptions;
 use authmux_linkutm::{LinkUtmConfig, LinkUtmProvider};
 use authmux_testkit::FakeLinkUtm;
-use authmux_testkit::conformance::fault_matrix::{self, EndpointKind, FaultTarget, MatrixFault, Outcome};
+use authmux_testkit::conformance::fault_matrix::{
+    self, EndpointKind, FaultTarget, MatrixFault, Outcome,
+};
 
 const TIMEOUT: Duration = Duration::from_millis(400);
 

@@ -319,7 +319,7 @@ fn the_other_statuses_map_alike_on_every_endpoint() {
                 now(),
             );
             assert!(
-                matches!(&e, AuthError::Server { status: s, code: Some(c), message: Some(m) } if *s == status && c == "server_error" && m == "boom"),
+                matches!(&e, AuthError::Server { status: s, code: Some(c), message: Some(m), .. } if *s == status && c == "server_error" && m == "boom"),
                 "{e:?}"
             );
         }

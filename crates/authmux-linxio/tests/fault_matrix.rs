@@ -40,3 +40,135 @@ async fn every_endpoint_survives_every_fault() {
         fault_matrix::Outcome::Recovered
     );
 }
+
+// ----- the refresh retry rule (`authmux_core::retry::RefreshRetry`) -----------------
+
+mod refresh_retry {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use authmux_core::{ClientOptions, Credentials, SessionManager};
+    use authmux_linxio::{LinxioConfig, LinxioProvider};
+    use authmux_testkit::linxio::endpoints::REFRESH;
+    use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
+    use authmux_testkit::{FakeLinxio, FakeResponse, Fault};
+    use http::StatusCode;
+    use tokio::net::TcpListener;
+    use tokio::task::{JoinHandle, JoinSet};
+    use url::Url;
+
+    use super::TIMEOUT;
+
+    fn provider_at(url: &Url) -> Arc<LinxioProvider> {
+        let mut config = LinxioConfig::new(url.clone());
+        config.client = ClientOptions {
+            timeout_ms: Some(u64::try_from(TIMEOUT.as_millis()).unwrap()),
+            ..ClientOptions::default()
+        };
+        Arc::new(LinxioProvider::new(config).unwrap())
+    }
+
+    async fn signed_in(url: &Url) -> SessionManager {
+        let manager = SessionManager::new(provider_at(url));
+        manager
+            .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
+            .await
+            .unwrap();
+        manager
+    }
+
+    /// Refreshes with `fault` on the refresh endpoint; returns how many refresh requests
+    /// the server received and whether the token changed.
+    async fn refresh_with(fake: &FakeLinxio, fault: Fault) -> (usize, bool) {
+        let manager = signed_in(fake.base_url()).await;
+        let old = manager.session().unwrap().tokens.access;
+        fake.faults().push(REFRESH, fault);
+        let before = fake.recorder().count(REFRESH);
+        // A still-valid token is kept through a transient failure, so this is Ok
+        // either way; whether the token changed says whether the refresh succeeded.
+        let token = manager.refresh().await.unwrap();
+        fake.faults().clear_all();
+        (fake.recorder().count(REFRESH) - before, token != old)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_the_server_did_not_process_is_retried_once_and_succeeds() {
+        let fake = FakeLinxio::start().unwrap();
+        let rate_limited = Fault::RateLimited {
+            retry_after_secs: 1,
+        };
+        assert_eq!(refresh_with(&fake, rate_limited).await, (2, true));
+        let unavailable = Fault::Respond(
+            FakeResponse::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "maintenance", "message": "back soon"}),
+            )
+            .with_header("retry-after", "1"),
+        );
+        assert_eq!(refresh_with(&fake, unavailable).await, (2, true));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_the_server_may_have_processed_is_not_retried() {
+        let fake = FakeLinxio::start().unwrap();
+        for fault in [
+            Fault::Status(500),
+            Fault::Status(503),
+            Fault::DropConnection,
+            Fault::TruncatedBody,
+            Fault::Hang,
+            // Over the 2 s bound: returned, not waited for.
+            Fault::RateLimited {
+                retry_after_secs: 3,
+            },
+        ] {
+            let what = format!("{fault:?}");
+            assert_eq!(refresh_with(&fake, fault).await, (1, false), "{what}");
+        }
+    }
+
+    /// A TCP forwarder to `to` on `listener`, which a test can stop (every connection
+    /// closed, the port refusing) and start again on the same port.
+    fn forward(listener: TcpListener, to: SocketAddr) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_connection_is_retried_and_reaches_a_server_that_came_back() {
+        let fake = FakeLinxio::start().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = Url::parse(&format!("http://{addr}")).unwrap();
+        let forwarder = forward(listener, fake.addr());
+        let manager = signed_in(&url).await;
+        let old = manager.session().unwrap().tokens.access;
+        // The server goes away: the port refuses connections.
+        forwarder.abort();
+        let _ = forwarder.await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... and comes back 100 ms later, before the retry (250 ms by default).
+        let server = fake.addr();
+        let back = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            forward(TcpListener::bind(addr).await.unwrap(), server)
+        });
+        let before = fake.recorder().count(REFRESH);
+        let started = Instant::now();
+        let token = manager.refresh().await.unwrap();
+        assert_ne!(token, old, "the retried refresh succeeded");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // The first attempt never reached the server.
+        assert_eq!(fake.recorder().count(REFRESH) - before, 1);
+        back.await.unwrap().abort();
+    }
+}

@@ -9,7 +9,9 @@ use authmux_core::ReqwestTransport;
 use authmux_core::transport::TransportConfig;
 use authmux_oauth2::{OAuth2Config, OAuth2Provider};
 use authmux_testkit::FakeOAuth2;
-use authmux_testkit::conformance::fault_matrix::{self, EndpointKind, FaultTarget, MatrixFault, Outcome};
+use authmux_testkit::conformance::fault_matrix::{
+    self, EndpointKind, FaultTarget, MatrixFault, Outcome,
+};
 use authmux_testkit::oauth2::PUBLIC_CLIENT_ID;
 
 const TIMEOUT: Duration = Duration::from_millis(400);
@@ -28,7 +30,11 @@ async fn every_endpoint_survives_every_fault() {
     let provider = Arc::new(OAuth2Provider::with_transport(config, Arc::new(transport)).unwrap());
     let matrix = fault_matrix::run(provider, &FaultTarget::oauth2(&fake, TIMEOUT)).await;
     matrix.assert_passed("oauth2");
-    for endpoint in [EndpointKind::Login, EndpointKind::Refresh, EndpointKind::Send] {
+    for endpoint in [
+        EndpointKind::Login,
+        EndpointKind::Refresh,
+        EndpointKind::Send,
+    ] {
         let cell = matrix.cell(endpoint, MatrixFault::Truncated).unwrap();
         assert!(
             !matches!(cell.outcome, Outcome::NotApplicable(_)),

@@ -220,7 +220,10 @@ mod tests {
             edited(JsonEdit::Remove),
             serde_json::json!({"data": {"expires": 900}})
         );
-        assert_eq!(edited(JsonEdit::Null)["data"]["access_token"], serde_json::Value::Null);
+        assert_eq!(
+            edited(JsonEdit::Null)["data"]["access_token"],
+            serde_json::Value::Null
+        );
         assert_eq!(
             edited(JsonEdit::Replace(serde_json::json!(7)))["data"]["access_token"],
             7

@@ -709,7 +709,10 @@ impl Secrets {
     fn check(&self, error: &AuthError) -> Result<(), String> {
         let text = format!("{error} {error:?}");
         for secret in &self.0 {
-            ensure!(!text.contains(secret.as_str()), "the error shows a secret: {error:?}");
+            ensure!(
+                !text.contains(secret.as_str()),
+                "the error shows a secret: {error:?}"
+            );
         }
         ensure!(
             !text.contains("<html") && !text.contains("<h1>"),
@@ -720,7 +723,11 @@ impl Secrets {
 }
 
 /// A manager of its own for one cell, on a fresh `FileStore`.
-fn manager(provider: &Arc<dyn AuthProvider>, target: &FaultTarget<'_>, store: &Path) -> SessionManager {
+fn manager(
+    provider: &Arc<dyn AuthProvider>,
+    target: &FaultTarget<'_>,
+    store: &Path,
+) -> SessionManager {
     SessionManager::builder(Arc::clone(provider))
         .store(FileStore::new(store))
         .request_timeout(target.timeout)
@@ -893,8 +900,8 @@ async fn drive(
             // business); an answer over the cap is never handed back.
             let own = fault.status().is_some_and(|s| s == *status);
             let retried = *status == 200 && fault.is_retryable_read();
-            let passed_through = *status == 200
-                && matches!(fault, MatrixFault::Empty200 | MatrixFault::NonJson200);
+            let passed_through =
+                *status == 200 && matches!(fault, MatrixFault::Empty200 | MatrixFault::NonJson200);
             ensure!(
                 own || retried || passed_through,
                 "send answered {status} to the fault (expected its own status, a retry, \
@@ -922,7 +929,11 @@ async fn drive(
     if endpoint == EndpointKind::Refresh
         && let (Some(b), Some(a)) = (refreshes_before, refresh_count(target))
     {
-        let want = if matches!(called, Called::Succeeded) { 2 } else { 1 };
+        let want = if matches!(called, Called::Succeeded) {
+            2
+        } else {
+            1
+        };
         ensure!(
             a - b == want,
             "the server received {} refresh request(s), expected {want}",
@@ -1060,9 +1071,7 @@ async fn next_call(
         }
         EndpointKind::Refresh => match manager.refresh().await {
             Ok(_) => Ok("ok"),
-            Err(AuthError::RefreshRejected)
-                if processed && rotates_without_grace(target) =>
-            {
+            Err(AuthError::RefreshRejected) if processed && rotates_without_grace(target) => {
                 // The server rotated on the request whose answer was lost: the old
                 // refresh token is rightly dead. The session must end cleanly.
                 ensure!(
