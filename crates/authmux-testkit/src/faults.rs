@@ -89,9 +89,10 @@ pub enum JsonEdit {
 }
 
 impl Fault {
-    /// Whether the server processes the request before the fault spoils the answer
-    /// (so a refresh it hits may have rotated the refresh token): truncated, oversized
-    /// and edited answers, and a delayed answer.
+    /// Whether the server may process the request although the client gets no good
+    /// answer (so a refresh it hits may have rotated the refresh token): truncated,
+    /// oversized and edited answers, and the delays (a `Delay` is handled when it ends,
+    /// whether or not the client still waits).
     pub fn is_processed(&self) -> bool {
         matches!(
             self,
