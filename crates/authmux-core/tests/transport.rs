@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use authmux_core::transport::{ReqwestTransport, Transport, TransportConfig, default_user_agent};
-use authmux_core::{AuthError, TransportErrorKind};
+use authmux_core::{AuthError, RefreshRetry, TransportErrorKind};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -129,6 +129,8 @@ async fn times_out_as_a_typed_timeout() {
         .unwrap_err();
     assert!(matches!(err, AuthError::Timeout), "{err:?}");
     assert!(err.is_retryable());
+    // The server may have processed it: a refresh is not retried after a timeout.
+    assert_eq!(RefreshRetry::default().delay_for(&err), None);
 }
 
 #[tokio::test]
@@ -191,6 +193,8 @@ async fn a_refused_connection_is_a_retryable_connect_error() {
         "{err:?}"
     );
     assert!(err.is_retryable());
+    // Nothing was sent: the one transport failure after which a refresh is retried.
+    assert!(RefreshRetry::default().delay_for(&err).is_some());
 }
 
 #[tokio::test]
@@ -211,6 +215,9 @@ async fn a_dropped_connection_is_a_retryable_io_error() {
         "{err:?}"
     );
     assert!(err.is_retryable());
+    // The request was sent (the server may have acted on it): distinguishable from a
+    // refused connection, and a refresh is never retried after it.
+    assert_eq!(RefreshRetry::default().delay_for(&err), None);
     assert!(
         !format!("{err} {err:?}").contains("127.0.0.1"),
         "the URL is stripped: {err:?}"

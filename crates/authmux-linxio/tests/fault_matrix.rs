@@ -48,7 +48,7 @@ mod refresh_retry {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use authmux_core::{ClientOptions, Credentials, SessionManager};
+    use authmux_core::{ClientOptions, Credentials, RefreshRetry, SessionManager};
     use authmux_linxio::{LinxioConfig, LinxioProvider};
     use authmux_testkit::linxio::endpoints::REFRESH;
     use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
@@ -126,6 +126,36 @@ mod refresh_retry {
             let what = format!("{fault:?}");
             assert_eq!(refresh_with(&fake, fault).await, (1, false), "{what}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_retry_follows_the_configured_bound() {
+        let fake = FakeLinxio::start().unwrap();
+        let refresh_once = |rule: RefreshRetry, retry_after_secs: u64| {
+            let fake = &fake;
+            async move {
+                let manager = SessionManager::builder(provider_at(fake.base_url()))
+                    .refresh_retry(rule)
+                    .build();
+                manager
+                    .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
+                    .await
+                    .unwrap();
+                fake.faults()
+                    .push(REFRESH, Fault::RateLimited { retry_after_secs });
+                let before = fake.recorder().count(REFRESH);
+                let _ = manager.refresh().await;
+                fake.recorder().count(REFRESH) - before
+            }
+        };
+        // Turned off: one request.
+        assert_eq!(refresh_once(RefreshRetry::NONE, 1).await, 1);
+        // A bound of 3 s waits for a Retry-After of 3 s (the default 2 s does not).
+        let patient = RefreshRetry {
+            max_retry_after: Duration::from_secs(3),
+            ..RefreshRetry::default()
+        };
+        assert_eq!(refresh_once(patient, 3).await, 2);
     }
 
     /// A TCP forwarder to `to` on `listener`, which a test can stop (every connection
