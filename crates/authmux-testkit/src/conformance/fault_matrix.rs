@@ -39,7 +39,7 @@
 //! // ... build `provider` at `fake.base_url()` with a 400 ms client timeout ...
 //! let target = FaultTarget::linxio(&fake, Duration::from_millis(400));
 //! let matrix = fault_matrix::run(provider, &target).await;
-//! matrix.assert_passed(); // prints the table, panics listing every failed cell
+//! matrix.assert_passed("linxio"); // prints the table, panics listing every failed cell
 //! # }
 //! ```
 
