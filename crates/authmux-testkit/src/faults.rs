@@ -54,6 +54,12 @@ pub enum Fault {
         /// The `Retry-After` value, in seconds.
         retry_after_secs: u64,
     },
+    /// `503` in the dialect's error envelope with `Retry-After: <secs>` (the server
+    /// says it did not act, and when to come back).
+    Unavailable {
+        /// The `Retry-After` value, in seconds.
+        retry_after_secs: u64,
+    },
     /// Answer with exactly this response.
     Respond(FakeResponse),
     /// This status with an HTML page for a body (`text/html`), as a reverse proxy or a

@@ -655,6 +655,13 @@ impl Shared {
                     .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
                 Ok(self.finish(resp))
             }
+            Some(Fault::Unavailable { retry_after_secs }) => {
+                let resp = self
+                    .handler
+                    .error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                    .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
+                Ok(self.finish(resp))
+            }
             Some(Fault::Respond(resp)) => Ok(self.finish(resp)),
             Some(Fault::Html(code)) => {
                 let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
