@@ -1256,6 +1256,83 @@ fn the_first_token_after_a_429_on_refresh_succeeds() {
     assert_eq!(fake.recorder().count(linxio_endpoints::REFRESH) - before, 1);
 }
 
+/// A TCP forwarder from `127.0.0.1:<port>` to `to` on threads of its own, which starts
+/// after `delay` and stops (the port then refuses connections) when `stop` is set.
+fn forward(
+    port: u16,
+    to: std::net::SocketAddr,
+    delay: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((inbound, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            inbound.set_nonblocking(false).unwrap();
+            let Ok(outbound) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                (outbound, inbound),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    })
+}
+
+#[test]
+fn the_first_token_after_a_refused_connection_succeeds_once_the_server_is_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fake = FakeLinxio::start().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let home = Home::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = forward(port, fake.addr(), Duration::ZERO, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(50));
+    home.login("default", "linxio", &url, ALICE_EMAIL);
+    // The server goes away: the port refuses connections.
+    stop.store(true, Ordering::SeqCst);
+    first.join().unwrap();
+    let old = home.access_token("default");
+    home.expire("default");
+    // While it stays away, the refresh (tried twice) fails as a connection failure and
+    // the session is kept for later.
+    fails(&mut home.cmd(&["token"]), 5, &["could not connect"]);
+    assert!(home.session_file("default").exists());
+    // It comes back 100 ms into the next command, before the refresh's one retry
+    // (250 ms after the refused connection), provided the command starts within
+    // 100 ms; the in-process test of the rule (`authmux-linxio/tests/fault_matrix.rs`)
+    // refreshes at once, without a process start in between.
+    let _back = forward(
+        port,
+        fake.addr(),
+        Duration::from_millis(100),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let before = fake.recorder().count(linxio_endpoints::REFRESH);
+    home.cmd(&["token"]).assert().success();
+    assert_ne!(home.access_token("default"), old);
+    // The refused attempt never reached the server: one refresh request in all.
+    assert_eq!(fake.recorder().count(linxio_endpoints::REFRESH) - before, 1);
+}
+
 #[test]
 fn rate_limits_exit_6_with_the_retry_after() {
     let fake = FakeLinxio::start().unwrap();
