@@ -768,7 +768,9 @@ impl SessionManager {
 
     /// Refreshes now (joining a refresh already in flight) and returns the new token.
     ///
-    /// Durable: if the refreshed session could not be saved to the store, this returns
+    /// A failed refresh is this call's error even when the session is kept (a transient
+    /// failure while the token is still valid: other callers go on with it, and
+    /// [`SessionEvent`]s report the failure too). Durable: if the refreshed session could not be saved to the store, this returns
     /// the store's error (the session stays live in memory, and the save is retried).
     pub async fn refresh(&self) -> Result<AccessToken, AuthError> {
         require_runtime()?;
@@ -1082,6 +1084,11 @@ impl SessionManager {
                 }
             }
         };
+        // What an explicit refresh reports even when the still-valid session is kept.
+        let failure = match &input {
+            Input::RefreshFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        };
         let actions = self.step(input);
         let mut rest = Vec::new();
         let mut saved: Result<(), AuthError> = Ok(());
@@ -1108,10 +1115,13 @@ impl SessionManager {
                 Err(AuthError::protocol("refresh pipeline re-entered"))
             }
         };
-        match (result, saved, reason) {
+        match (result, saved, failure, reason) {
+            // A refresh was asked for: the caller learns it failed, even though the
+            // still-valid session is kept for everyone else.
+            (Ok(_), _, Some(error), Reason::Explicit) => Err(error),
             // Durability was asked for: the caller learns the save failed.
-            (Ok(_), Err(error), Reason::Explicit) => Err(error),
-            (result, _, _) => result,
+            (Ok(_), Err(error), None, Reason::Explicit) => Err(error),
+            (result, _, _, _) => result,
         }
     }
 

@@ -611,3 +611,24 @@ async fn keep_fresh_refreshes_an_idle_session_and_stops_with_its_handle_or_the_s
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn an_explicit_refresh_that_fails_is_an_error_while_the_valid_session_is_kept() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let provider = Scripted::new(clock.clone());
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .clock(clock.clone())
+        .build();
+    login(&manager).await;
+    let old = manager.access_token().await.unwrap();
+    provider.script([RefreshAnswer::Transient]);
+    // Asked for, the refresh reports its failure...
+    assert!(matches!(manager.refresh().await, Err(AuthError::Timeout)));
+    assert_eq!(provider.record().refresh_calls, 1);
+    // ...while the still-valid token goes on serving every caller.
+    assert_eq!(manager.access_token().await.unwrap(), old);
+    // A refresh asked for once the script is empty succeeds and returns the new token.
+    let new = manager.refresh().await.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(manager.access_token().await.unwrap(), new);
+}
