@@ -902,6 +902,7 @@ fn main() {
     let report = json!({
         "date": date(),
         "smoke": args.smoke,
+        "json": Path::new("target/bench").join(args.json.file_name().unwrap()),
         "profile": std::env::var("AUTHMUX_BENCH_PROFILE").unwrap_or_else(|_| "unknown".into()),
         "elapsed_s": elapsed.as_secs_f64(),
         "machine": { "cpu": cpu_model(), "cores": std::thread::available_parallelism().map_or(0, usize::from), "load_average_before": load_before, "load_average_after": load_average() },

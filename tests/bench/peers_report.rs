@@ -149,7 +149,7 @@ pub(super) fn section(report: &Value) -> String {
     let reps = numbers(&a1["cpu_us_per_rep"]).len();
     let mut text = format!(
         "Written by `cargo xtask bench` (`xtask/src/bench.rs`, `tests/bench/peers.rs`, \
-         `xtask/bench/sdk.mjs`) on {date}; the raw figures are in `target/bench/peers.json`. \
+         `xtask/bench/sdk.mjs`) on {date}; the raw figures are in `{json}`. \
          One real Directus {directus} (access tokens live {ttl} s), the same for every client, \
          in one run: authmux at `{commit}` ({profile} build, {rustc}); @directus/sdk {sdk} on \
          Node {node} (json mode, auto refresh on, `msRefreshBeforeExpires` {lead} ms: the lead \
@@ -162,6 +162,7 @@ pub(super) fn section(report: &Value) -> String {
          figures are noisy: compare the ratios, each taken between clients measured \
          alternately in the same run. The run took {elapsed:.0} s.\n\n",
         date = report["date"].as_str().unwrap_or("?"),
+        json = report["json"].as_str().unwrap_or("?"),
         directus = versions["directus"].as_str().unwrap_or("?"),
         ttl = report["directus_access_ttl_s"],
         commit = versions["authmux"].as_str().unwrap_or("?"),

@@ -8,6 +8,10 @@
 //! provider of [`crate::oidc`] is started and stopped the same way, beside them
 //! (`AUTHMUX_OIDC_ISSUER`, `--no-oidc`).
 //!
+//! While Directus runs, after the doc tests, it runs the peers benchmark's smoke version
+//! against it ([`crate::bench::smoke`]: each scenario once, nothing written to the docs);
+//! the SDK it needs installs while the static checks run.
+//!
 //! Likewise, unless `AUTHMUX_REDIS_URL` is already set, it starts a throwaway
 //! `redis-server` ([`crate::redis`], installing Debian's package when missing) for the
 //! Redis store's tests, hands them `AUTHMUX_REDIS_URL` and `AUTHMUX_REDIS_SERVER`, and
@@ -17,13 +21,15 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::Result;
-use crate::directus::{self, StartFlags, server::Server};
+use crate::bench;
+use crate::directus::install::Install;
+use crate::directus::{self, Running, StartFlags};
 use crate::oidc::{self, OidcServer};
 use crate::redis::{self, RedisServer};
 use crate::run::{run, tail};
 
 /// The number of steps, for progress lines.
-const STEPS: u32 = 5;
+const STEPS: u32 = 6;
 
 /// Runs `cargo xtask ci [--no-directus] [--no-oidc]`.
 pub(crate) fn main(args: &[String]) -> Result {
@@ -89,6 +95,9 @@ pub(crate) fn main(args: &[String]) -> Result {
         let redis_starting = external_redis
             .is_none()
             .then(|| scope.spawn(|| redis::start_server(false)));
+        // The peers benchmark's smoke run needs the SDK (and a Directus).
+        let sdk_installing =
+            (start_directus || external_url.is_some()).then(|| scope.spawn(bench::install_sdk));
         let static_checks = static_checks();
         // From here on the servers are inside `Running`, which stops them when dropped.
         let servers = directus_starting.map(|starting| {
@@ -113,8 +122,15 @@ pub(crate) fn main(args: &[String]) -> Result {
                 .map(RunningRedis)
                 .map_err(|e| format!("starting Redis failed:\n{e}"))
         });
+        let sdk = sdk_installing.map(|installing| {
+            installing
+                .join()
+                .unwrap_or_else(|_| Err("the SDK install panicked".into()))
+                .map_err(|e| format!("installing @directus/sdk failed:\n{e}"))
+        });
         static_checks?;
         let servers = servers.transpose()?;
+        let sdk = sdk.transpose()?;
         let provider = provider.transpose()?;
         let redis = redis.transpose()?;
         let mut env = Vec::new();
@@ -135,7 +151,7 @@ pub(crate) fn main(args: &[String]) -> Result {
             };
             println!("xtask: test environment: {name}={shown}");
         }
-        let result = tests(&env);
+        let result = tests(&env).and_then(|()| bench_smoke(&env, sdk.as_ref()));
         if result.is_err() {
             for server in servers.iter().flat_map(|s| &s.0) {
                 println!(
@@ -197,19 +213,6 @@ impl Drop for RunningOidc {
     }
 }
 
-/// Servers that stop when this value is dropped, so no exit path leaves them running.
-struct Running(Vec<Server>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for server in &mut self.0 {
-            if let Err(e) = server.stop() {
-                eprintln!("xtask: {e}");
-            }
-        }
-    }
-}
-
 /// Steps 1 and 2: formatting and lints.
 fn static_checks() -> Result {
     step(
@@ -251,10 +254,28 @@ fn tests(env: &[(&'static str, String)]) -> Result {
     )
 }
 
-/// Step 5: the docs build without warnings.
+/// Step 5: `cargo xtask bench --smoke` against the same Directus, while it still runs.
+fn bench_smoke(env: &[(&'static str, String)], sdk: Option<&Install>) -> Result {
+    let Some(sdk) = sdk else {
+        println!(
+            "xtask: ci step 5/{STEPS}: peers benchmark smoke run SKIPPED (no Directus: see above)"
+        );
+        return Ok(());
+    };
+    println!("xtask: ci step 5/{STEPS}: peers benchmark, smoke run (cargo xtask bench --smoke)");
+    let started = Instant::now();
+    bench::smoke(env, sdk).map_err(|e| format!("ci step 5/{STEPS} (bench smoke): {e}"))?;
+    println!(
+        "xtask: ci step 5/{STEPS}: peers benchmark smoke run passed ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Step 6: the docs build without warnings.
 fn docs() -> Result {
     step(
-        5,
+        6,
         "docs",
         cargo()
             .args(["doc", "--workspace", "--no-deps", "--all-features"])

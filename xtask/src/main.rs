@@ -6,6 +6,7 @@
     reason = "a command-line tool reports to its user on stdout and stderr"
 )]
 
+mod bench;
 mod ci;
 mod directus;
 mod oidc;
@@ -24,7 +25,14 @@ usage: cargo xtask <command>
                        Starts two Directus servers and the OpenID provider for the live
                        tests (and stops them) unless AUTHMUX_DIRECTUS_URL /
                        AUTHMUX_OIDC_ISSUER is set or --no-directus / --no-oidc is given,
-                       and a redis-server unless AUTHMUX_REDIS_URL is set.
+                       and a redis-server unless AUTHMUX_REDIS_URL is set; runs
+                       `bench --smoke` against that Directus.
+  bench [--smoke]      authmux vs @directus/sdk 26 vs plain reqwest on one real Directus
+                       (started and stopped here unless AUTHMUX_DIRECTUS_URL is set; the
+                       SDK installed into the cache folder): writes target/bench/peers.json
+                       and the peers table of docs/benchmarks.md (a few minutes).
+                       --smoke: each scenario once, small counts, debug build, writes only
+                       target/bench/peers-smoke.json (ci runs this)
   directus install     install Node 22 and Directus 12.4.0 into the cache folder
                        ($AUTHMUX_CACHE_DIR, else $XDG_CACHE_HOME/authmux, else
                        ~/.cache/authmux), unless already there
@@ -58,6 +66,7 @@ usage: cargo xtask <command>
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::main(&args[1..]),
         Some("ci") => ci::main(&args[1..]),
         Some("directus") => directus::main(&args[1..]),
         Some("oidc") => oidc::main(&args[1..]),

