@@ -6,8 +6,9 @@
 //! process driven over stdin/stdout, four more in scenario 4) and, where it applies,
 //! plain reqwest:
 //!
-//! 1. client CPU and wall time of `n` sequential authenticated `GET /users/me` on one
-//!    long-lived client (auto refresh on), repeated, the clients interleaved rep by rep;
+//! 1. client CPU and wall time of `n` sequential authenticated `GET /users/me` (auto
+//!    refresh on), repeated, each rep on a freshly signed-in client, the clients
+//!    interleaved rep by rep;
 //! 2. a fresh session left alone past its expiry, then `n` concurrent requests: refresh
 //!    calls and failed requests;
 //! 3. `trials` sessions side by side: 5 concurrent explicit refreshes, then the next
@@ -24,7 +25,8 @@
 //! counted at each client's transport (requests to `/auth/refresh`).
 //!
 //! Plain reqwest keeps the access token in a header value and, on a 401, refreshes by
-//! hand (`POST /auth/refresh`) and retries once: what one writes without a library.
+//! hand (`POST /auth/refresh`, one caller at a time) and retries once: what one writes
+//! without a library.
 //!
 //! Writes the raw figures as JSON (`--json`) and, with `--doc`, its section of
 //! `docs/benchmarks.md` (between `<!-- peers:begin -->` and `<!-- peers:end -->`).
@@ -239,13 +241,16 @@ impl Authmux {
 
 // ----- plain reqwest -----------------------------------------------------------------
 
-/// Plain reqwest: a bearer header kept by hand, refreshed by hand on a 401.
+/// Plain reqwest: a bearer header kept by hand, refreshed by hand on a 401 (one caller
+/// at a time; the others wait and take the new header).
 #[derive(Clone)]
 struct Plain {
     client: reqwest::Client,
     me: String,
     refresh_url: String,
     tokens: Arc<RwLock<(HeaderValue, String)>>,
+    /// Held while refreshing by hand, so concurrent 401s refresh once.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
     refreshes: Arc<AtomicU64>,
 }
 
@@ -287,6 +292,7 @@ impl Plain {
             me: target.endpoint(ME),
             refresh_url: target.endpoint("/auth/refresh"),
             tokens: Arc::new(RwLock::new(bearer(&login))),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
             refreshes: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -310,9 +316,15 @@ impl Plain {
 
     async fn me(&self) -> u16 {
         let header = self.tokens.read().unwrap().0.clone();
-        let status = self.get(header).await;
+        let status = self.get(header.clone()).await;
         if status != 401 {
             return status;
+        }
+        let _refreshing = self.refreshing.lock().await;
+        let current = self.tokens.read().unwrap().0.clone();
+        if current != header {
+            // Another caller refreshed while this one waited.
+            return self.get(current).await;
         }
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         let refresh_token = self.tokens.read().unwrap().1.clone();
@@ -419,20 +431,18 @@ fn ok_count(statuses: &[u16]) -> (usize, Vec<u16>) {
 
 /// Scenario 1: sequential requests, reps interleaved between the clients.
 async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Value> {
-    let authmux = Authmux::signed_in(target, None).await;
-    let plain = Plain::signed_in(target).await;
-    // Warm up: connections open, the allocator settled.
-    for _ in 0..10 {
-        authmux.me().await;
-        plain.me().await;
-    }
-    sdk.call(&json!({ "cmd": "sequential", "n": 10 }));
+    const WARMUP: usize = 5;
     let (mut a, mut p, mut s) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..counts.reps {
         for turn in 0..3 {
-            // Rotate the order so that no client always goes first.
+            // Rotate the order so that no client always goes first. Every rep starts from
+            // a fresh sign-in and a few requests to warm up (connection open), unmeasured.
             match (turn + rep) % 3 {
                 0 => {
+                    let authmux = Authmux::signed_in(target, None).await;
+                    for _ in 0..WARMUP {
+                        authmux.me().await;
+                    }
                     let refreshes = authmux.refreshes();
                     let cpu = cpu_time();
                     let started = Instant::now();
@@ -448,6 +458,10 @@ async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                     ));
                 }
                 1 => {
+                    let plain = Plain::signed_in(target).await;
+                    for _ in 0..WARMUP {
+                        plain.me().await;
+                    }
                     let refreshes = plain.refreshes.load(Ordering::Relaxed);
                     let cpu = cpu_time();
                     let started = Instant::now();
@@ -463,7 +477,9 @@ async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                     ));
                 }
                 _ => {
-                    let answer = sdk.call(&json!({ "cmd": "sequential", "n": counts.sequential }));
+                    let answer = sdk.call(
+                        &json!({ "cmd": "sequential", "n": counts.sequential, "warmup": WARMUP }),
+                    );
                     s.push((
                         answer["cpu_us"].as_f64().unwrap(),
                         answer["wall_ms"].as_f64().unwrap(),

@@ -183,7 +183,7 @@ pub(super) fn section(report: &Value) -> String {
     let s4 = |client| find(report, "4 shared session", client);
     text.push_str("| scenario | authmux | @directus/sdk | plain reqwest |\n|---|---|---|---|\n");
     text.push_str(&format!(
-        "| 1. {n} sequential `GET /users/me` on one client, median of {reps} reps | {} | {} | {} |\n",
+        "| 1. {n} sequential `GET /users/me`, each rep on a freshly signed-in client, median of {reps} reps | {} | {} | {} |\n",
         sequential_cell(a1),
         sequential_cell(k1),
         sequential_cell(p1)
