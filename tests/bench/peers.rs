@@ -655,7 +655,7 @@ async fn shared_trials(
 
 /// The worker of scenario 4: restores the session from `file`, says so, then for each
 /// `go` line makes one request at the given instant and answers with its status and
-/// the refresh calls it made.
+/// the refresh calls it made since the previous one.
 async fn worker(file: PathBuf) {
     let target = Target::from_env();
     let client = Authmux::new(&target, Some(FileStore::new(file)));
@@ -666,17 +666,19 @@ async fn worker(file: PathBuf) {
         .expect("the session file reads")
         .expect("a session is stored");
     println!("{}", json!({ "ok": true }));
+    let mut reported = 0;
     let mut lines = std::io::stdin().lock().lines();
     while let Some(Ok(line)) = lines.next() {
         let command: Value = serde_json::from_str(&line).expect("a JSON command");
         let at = command["at"].as_u64().unwrap();
         tokio::time::sleep(Duration::from_millis(at.saturating_sub(unix_ms()))).await;
-        let before = client.refreshes();
         let status = client.me().await;
+        let refreshes = client.refreshes();
         println!(
             "{}",
-            json!({ "ok": true, "status": status, "refreshes": client.refreshes() - before })
+            json!({ "ok": true, "status": status, "refreshes": refreshes - reported })
         );
+        reported = refreshes;
     }
 }
 

@@ -102,7 +102,7 @@ fn storm_cell(row: &Value) -> String {
 
 fn shared_cell(row: &Value) -> String {
     format!(
-        "refresh calls per expiry: {}; failed requests: {} of {}",
+        "refresh calls per trial (background ones included): {}; failed requests: {} of {}",
         list(field(&row["trials"], "refreshes")),
         row["failures"],
         row["requests"]

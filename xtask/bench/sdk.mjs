@@ -160,11 +160,14 @@ const commands = {
   },
 
   // Scenario 4, a worker's request in a trial: waits for the instant `at` (Unix ms).
+  // `refreshes` counts every refresh call since the previous trial, the ones the SDK's
+  // timers made in the background included.
   async share_call({ at }) {
     await sleep(at - Date.now());
-    const before = shared.counts.refreshes;
     const status = await me(shared);
-    return { status, refreshes: shared.counts.refreshes - before };
+    const refreshes = shared.counts.refreshes - (shared.reported ?? 0);
+    shared.reported = shared.counts.refreshes;
+    return { status, refreshes };
   },
 
   // Scenario 5: `callers` concurrent loops for `ms` milliseconds.
