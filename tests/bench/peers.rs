@@ -682,9 +682,27 @@ async fn worker(file: PathBuf) {
     }
 }
 
-/// Scenario 5: one round of `CALLERS` loops for `length`: (requests, failures, CPU us,
-/// wall ms).
-async fn round<F, Fut>(call: F, length: Duration) -> (usize, usize, f64, f64)
+/// One measured round of scenario 5.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    requests: usize,
+    failures: usize,
+    cpu_us: f64,
+    wall_ms: f64,
+}
+
+impl Round {
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu_us / self.requests.max(1) as f64
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / (self.wall_ms / 1e3)
+    }
+}
+
+/// Scenario 5: one round of `CALLERS` loops for `length`.
+async fn round<F, Fut>(call: F, length: Duration) -> Round
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = u16> + Send,
@@ -711,13 +729,13 @@ where
         requests += r;
         failures += f;
     }
-    let wall = started.elapsed().as_secs_f64() * 1e3;
-    (
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    Round {
         requests,
         failures,
-        (cpu_time() - cpu).as_secs_f64() * 1e6,
-        wall,
-    )
+        cpu_us: (cpu_time() - cpu).as_secs_f64() * 1e6,
+        wall_ms,
+    }
 }
 
 async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Value> {
@@ -734,7 +752,7 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
         "plain reqwest",
         "@directus/sdk",
     ];
-    let mut results: Vec<Vec<(usize, usize, f64, f64)>> = vec![Vec::new(); clients.len()];
+    let mut results: Vec<Vec<Round>> = vec![Vec::new(); clients.len()];
     for r in 0..=counts.rounds {
         for turn in 0..clients.len() {
             let i = (turn + r) % clients.len();
@@ -783,12 +801,12 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                 }
                 _ => {
                     let answer = sdk.call(&json!({ "cmd": "throughput", "callers": CALLERS, "ms": counts.round.as_millis() }));
-                    (
-                        usize::try_from(answer["requests"].as_u64().unwrap()).unwrap(),
-                        usize::try_from(answer["failures"].as_u64().unwrap()).unwrap(),
-                        answer["cpu_us"].as_f64().unwrap(),
-                        answer["wall_ms"].as_f64().unwrap(),
-                    )
+                    Round {
+                        requests: usize::try_from(answer["requests"].as_u64().unwrap()).unwrap(),
+                        failures: usize::try_from(answer["failures"].as_u64().unwrap()).unwrap(),
+                        cpu_us: answer["cpu_us"].as_f64().unwrap(),
+                        wall_ms: answer["wall_ms"].as_f64().unwrap(),
+                    }
                 }
             };
             // Round 0 warms every client up and is not kept.
@@ -797,8 +815,6 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
             }
         }
     }
-    let cpu_per_request = |r: &(usize, usize, f64, f64)| r.2 / r.0.max(1) as f64;
-    let rate = |r: &(usize, usize, f64, f64)| r.0 as f64 / (r.3 / 1e3);
     clients
         .iter()
         .enumerate()
@@ -807,24 +823,24 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
             let mut figures = json!({
                 "callers": CALLERS,
                 "round_ms": counts.round.as_millis(),
-                "requests_per_round": rounds.iter().map(|r| r.0).collect::<Vec<_>>(),
-                "failures_per_round": rounds.iter().map(|r| r.1).collect::<Vec<_>>(),
-                "cpu_us_per_round": rounds.iter().map(|r| r.2).collect::<Vec<_>>(),
-                "wall_ms_per_round": rounds.iter().map(|r| r.3).collect::<Vec<_>>(),
-                "median_cpu_us_per_request": median(rounds.iter().map(cpu_per_request).collect()),
-                "median_requests_per_s": median(rounds.iter().map(rate).collect()),
+                "requests_per_round": rounds.iter().map(|r| r.requests).collect::<Vec<_>>(),
+                "failures_per_round": rounds.iter().map(|r| r.failures).collect::<Vec<_>>(),
+                "cpu_us_per_round": rounds.iter().map(|r| r.cpu_us).collect::<Vec<_>>(),
+                "wall_ms_per_round": rounds.iter().map(|r| r.wall_ms).collect::<Vec<_>>(),
+                "median_cpu_us_per_request": median(rounds.iter().map(Round::cpu_per_request).collect()),
+                "median_requests_per_s": median(rounds.iter().map(Round::rate).collect()),
             });
             if i < 2 {
-                let ratio = |other: usize, f: &dyn Fn(&(usize, usize, f64, f64)) -> f64| {
+                let ratio = |other: usize, f: fn(&Round) -> f64| {
                     rounds
                         .iter()
                         .zip(&results[other])
                         .map(|(a, b)| f(a) / f(b))
                         .collect::<Vec<f64>>()
                 };
-                figures["cpu_ratio_to_plain_reqwest_per_round"] = json!(ratio(2, &cpu_per_request));
-                figures["throughput_ratio_to_plain_reqwest_per_round"] = json!(ratio(2, &rate));
-                figures["cpu_ratio_to_sdk_per_round"] = json!(ratio(3, &cpu_per_request));
+                figures["cpu_ratio_to_plain_reqwest_per_round"] = json!(ratio(2, Round::cpu_per_request));
+                figures["throughput_ratio_to_plain_reqwest_per_round"] = json!(ratio(2, Round::rate));
+                figures["cpu_ratio_to_sdk_per_round"] = json!(ratio(3, Round::cpu_per_request));
             }
             row("5 throughput", client, figures)
         })
