@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use authmux_core::{AccessToken, Expiry, SessionManager, TokenSet};
+use authmux_integration_tests::bench::{cpu_time, median, write_section};
 use authmux_linxio::{LinxioConfig, LinxioProvider};
 use authmux_reqwest::AuthMiddleware;
 use authmux_tower::{AuthLayer, AuthService};
@@ -99,18 +100,7 @@ impl Variant {
 
 /// CPU time of every thread of this process so far, in nanoseconds.
 fn cpu_ns() -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").expect("Linux /proc") {
-        let path = task.unwrap().path().join("schedstat");
-        if let Ok(text) = std::fs::read_to_string(path) {
-            total += text
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total
+    u64::try_from(cpu_time().as_nanos()).expect("CPU time fits in u64 nanoseconds")
 }
 
 async fn one(clients: &mut Clients, variant: Variant) {
@@ -221,11 +211,6 @@ async fn authorize_cost(
     }
     let authorized_ns = started.elapsed().as_nanos() as f64 / f64::from(N);
     (static_ns, authorized_ns)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -384,24 +369,12 @@ fn main() {
         .parent()
         .unwrap()
         .join("docs/benchmarks.md");
-    write_section(&path, "integrations", &section);
+    write_section(
+        &path,
+        "integrations",
+        "Integrations (`cargo bench -p authmux-integration-tests --bench layers`)",
+        &section,
+    )
+    .expect("docs/benchmarks.md is writable");
     eprintln!("wrote {}", path.display());
-}
-
-/// Replaces (or appends) the section between `<!-- <name>:begin -->` and
-/// `<!-- <name>:end -->` in `path`, as the core benchmark does, so each benchmark owns
-/// its part of the file.
-fn write_section(path: &Path, name: &str, body: &str) {
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
-    let block = format!("{begin}\n{body}{end}");
-    let new = match (text.find(&begin), text.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
-        _ => format!(
-            "{}\n\n## Integrations (`cargo bench -p authmux-integration-tests --bench layers`)\n\n{block}\n",
-            text.trim_end()
-        ),
-    };
-    std::fs::write(path, new).unwrap();
 }
