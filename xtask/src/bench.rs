@@ -12,7 +12,7 @@
 //!
 //! The full run writes `target/bench/peers.json` and the `peers` section of
 //! `docs/benchmarks.md`. `--smoke` runs each scenario once with small counts, from a
-//! debug build (the one `cargo xtask ci`'s test step already compiled), and writes only
+//! debug build (inside `ci`, the one its test step already compiled), and writes only
 //! `target/bench/peers-smoke.json`: the committed table is left alone. `cargo xtask ci`
 //! runs the smoke version against the Directus it started for the tests ([`smoke`]).
 
@@ -68,7 +68,11 @@ pub(crate) fn main(args: &[String]) -> Result {
             scope.spawn(|| directus::start_main(StartFlags::default()).map(|s| Running(vec![s])))
         });
         let sdk = scope.spawn(install_sdk);
-        let built = build(flags.smoke);
+        let built = build(if flags.smoke {
+            Build::Debug
+        } else {
+            Build::Release
+        });
         // From here on the server is inside `Running`, which stops it when dropped.
         let server = server
             .map(|starting| {
@@ -102,9 +106,9 @@ pub(crate) fn main(args: &[String]) -> Result {
 
 /// The smoke run inside `cargo xtask ci`: against the Directus the tests used (its
 /// variables in `env`), with the SDK `install_sdk` prepared, from the debug build the
-/// test step compiled.
+/// test step compiled ([`Build::LikeTheTests`]).
 pub(crate) fn smoke(env: &[(&'static str, String)], sdk: &Install) -> Result {
-    let binary = build(true)?;
+    let binary = build(Build::LikeTheTests)?;
     run_bench(&binary, sdk, env, DIRECTUS_VERSION, true)
 }
 
@@ -124,30 +128,49 @@ pub(crate) fn install_sdk() -> Result<Install> {
     Ok(install)
 }
 
-/// Builds the bench binary and returns its path: release for the full run; for the
-/// smoke run a debug build with the workspace's features, as `cargo xtask ci`'s test
-/// step builds it (so CI compiles nothing new).
-fn build(smoke: bool) -> Result<PathBuf> {
+/// How to build the bench binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// `cargo build --release`: the full run.
+    Release,
+    /// `cargo build` (dev profile): `cargo xtask bench --smoke`.
+    Debug,
+    /// `cargo test --workspace --all-features --no-run`: exactly what `cargo xtask ci`'s
+    /// test step compiled (the bench binary included, as a binary of a package with
+    /// integration tests), so inside `ci` it compiles nothing new. A plain `cargo build`
+    /// would not: without the tests' dev-dependency features (tokio's `test-util`, ...)
+    /// it would rebuild half the dependency tree.
+    LikeTheTests,
+}
+
+/// Builds the bench binary and returns its path.
+fn build(how: Build) -> Result<PathBuf> {
     let mut command = cargo();
-    command.arg("build");
-    if smoke {
-        command.args(["--workspace", "--all-features"]);
-    } else {
-        command.args(["--release", "--package", BENCH_PACKAGE]);
-    }
-    command.args(["--bin", BENCH_BIN]);
+    match how {
+        Build::Release => command.args([
+            "build",
+            "--release",
+            "--package",
+            BENCH_PACKAGE,
+            "--bin",
+            BENCH_BIN,
+        ]),
+        Build::Debug => command.args(["build", "--package", BENCH_PACKAGE, "--bin", BENCH_BIN]),
+        Build::LikeTheTests => command.args(["test", "--workspace", "--all-features", "--no-run"]),
+    };
     run("building the bench binary", &mut command)?;
     Ok(binary_path(
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
-        smoke,
+        how == Build::Release,
     ))
 }
 
-/// Where cargo puts the bench binary: `$CARGO_TARGET_DIR` or the workspace's `target/`.
-fn binary_path(target_dir: Option<PathBuf>, smoke: bool) -> PathBuf {
+/// Where cargo puts the bench binary: `$CARGO_TARGET_DIR` or the workspace's `target/`,
+/// then the profile's folder.
+fn binary_path(target_dir: Option<PathBuf>, release: bool) -> PathBuf {
     let target = target_dir.unwrap_or_else(|| workspace_root().join("target"));
     target
-        .join(if smoke { "debug" } else { "release" })
+        .join(if release { "release" } else { "debug" })
         .join(BENCH_BIN)
 }
 
@@ -256,11 +279,11 @@ mod tests {
     #[test]
     fn the_binary_is_in_the_profile_folder_of_the_target_dir() {
         assert_eq!(
-            binary_path(Some("/t".into()), true),
+            binary_path(Some("/t".into()), false),
             Path::new("/t/debug/authmux-peers-bench")
         );
         assert_eq!(
-            binary_path(None, false),
+            binary_path(None, true),
             workspace_root().join("target/release/authmux-peers-bench")
         );
     }
