@@ -230,23 +230,28 @@ fn run_bench(
     )
 }
 
-/// The commit being measured, `-dirty` when the worktree has changes.
+/// The commit being measured, `-dirty` when tracked files have changes.
 fn commit(root: &Path) -> String {
-    let hash = output(
+    let git = |args: &[&str]| {
         Command::new("git")
             .current_dir(root)
-            .args(["rev-parse", "--short", "HEAD"]),
-    );
-    let dirty = !output(Command::new("git").current_dir(root).args([
-        "status",
-        "--porcelain",
-        "--untracked-files=no",
-    ]))
-    .is_empty();
-    if dirty { format!("{hash}-dirty") } else { hash }
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(hash) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if changes.is_empty() => hash,
+        Some(_) => format!("{hash}-dirty"),
+        None => format!("{hash} (worktree state unknown)"),
+    }
 }
 
-/// The trimmed stdout of `command`, or `unknown` when it fails.
+/// The trimmed stdout of `command`, or `unknown` when it fails or prints nothing.
 fn output(command: &mut Command) -> String {
     command
         .output()
