@@ -19,6 +19,10 @@
 //! 5. throughput and CPU at 8 concurrent callers: authmux `send`, `AuthMiddleware`,
 //!    plain reqwest, the SDK, in interleaved rounds.
 //!
+//! Scenarios 1 and 5 also measure a second plain reqwest client, the control: its ratio
+//! to the first is how far two identical clients measure apart in this run (the noise
+//! floor of every ratio beside it).
+//!
 //! Client CPU: this process's threads' on-CPU time (`/proc/self/task/*/schedstat`, the
 //! helper the other benchmarks use) around the measured part; the SDK reports
 //! `process.cpuUsage()` (getrusage) of its process the same way. Refresh calls are
@@ -432,12 +436,13 @@ fn ok_count(statuses: &[u16]) -> (usize, Vec<u16>) {
 /// Scenario 1: sequential requests, reps interleaved between the clients.
 async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Value> {
     const WARMUP: usize = 5;
-    let (mut a, mut p, mut s) = (Vec::new(), Vec::new(), Vec::new());
+    // `c`: plain reqwest again, the control: its ratio to `p` is the noise floor.
+    let (mut a, mut p, mut s, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..counts.reps {
-        for turn in 0..3 {
+        for turn in 0..4 {
             // Rotate the order so that no client always goes first. Every rep starts from
             // a fresh sign-in and a few requests to warm up (connection open), unmeasured.
-            match (turn + rep) % 3 {
+            match (turn + rep) % 4 {
                 0 => {
                     let authmux = Authmux::signed_in(target, None).await;
                     for _ in 0..WARMUP {
@@ -457,7 +462,7 @@ async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                         authmux.refreshes() - refreshes,
                     ));
                 }
-                1 => {
+                which @ (1 | 3) => {
                     let plain = Plain::signed_in(target).await;
                     for _ in 0..WARMUP {
                         plain.me().await;
@@ -469,12 +474,13 @@ async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                     for _ in 0..counts.sequential {
                         statuses.push(plain.me().await);
                     }
-                    p.push((
+                    let rep = (
                         (cpu_time() - cpu).as_secs_f64() * 1e6,
                         started.elapsed().as_secs_f64() * 1e3,
                         ok_count(&statuses).0,
                         plain.refreshes.load(Ordering::Relaxed) - refreshes,
-                    ));
+                    );
+                    if which == 1 { p.push(rep) } else { c.push(rep) }
                 }
                 _ => {
                     let answer = sdk.call(
@@ -502,8 +508,8 @@ async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
             "median_wall_ms": median(reps.iter().map(|r| r.1).collect()),
         })
     };
-    let ratios = |other: &[(f64, f64, usize, u64)]| {
-        a.iter()
+    let ratios = |of: &[(f64, f64, usize, u64)], other: &[(f64, f64, usize, u64)]| {
+        of.iter()
             .zip(other)
             .map(|(a, o)| a.0 / o.0)
             .collect::<Vec<f64>>()
@@ -511,12 +517,17 @@ async fn sequential(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
     vec![
         row("1 sequential", "authmux", {
             let mut f = figures(&a);
-            f["cpu_ratio_to_plain_reqwest_per_rep"] = json!(ratios(&p));
-            f["cpu_ratio_to_sdk_per_rep"] = json!(ratios(&s));
+            f["cpu_ratio_to_plain_reqwest_per_rep"] = json!(ratios(&a, &p));
+            f["cpu_ratio_to_sdk_per_rep"] = json!(ratios(&a, &s));
             f
         }),
         row("1 sequential", "plain reqwest", figures(&p)),
         row("1 sequential", "@directus/sdk", figures(&s)),
+        row("1 sequential", "plain reqwest (control)", {
+            let mut f = figures(&c);
+            f["cpu_ratio_to_plain_reqwest_per_rep"] = json!(ratios(&c, &p));
+            f
+        }),
     ]
 }
 
@@ -745,12 +756,15 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
         .with(AuthMiddleware::new(middleware_manager.manager.clone()))
         .build();
     let plain = Plain::signed_in(target).await;
+    // A second plain reqwest client: its ratio to the first is the noise floor.
+    let control = Plain::signed_in(target).await;
     let me_url = target.endpoint(ME);
     let clients = [
         "authmux send",
         "AuthMiddleware",
         "plain reqwest",
         "@directus/sdk",
+        "plain reqwest (control)",
     ];
     let mut results: Vec<Vec<Round>> = vec![Vec::new(); clients.len()];
     for r in 0..=counts.rounds {
@@ -788,8 +802,12 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                     )
                     .await
                 }
-                2 => {
-                    let plain = plain.clone();
+                2 | 4 => {
+                    let plain = if i == 2 {
+                        plain.clone()
+                    } else {
+                        control.clone()
+                    };
                     round(
                         move || {
                             let plain = plain.clone();
@@ -830,7 +848,7 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                 "median_cpu_us_per_request": median(rounds.iter().map(Round::cpu_per_request).collect()),
                 "median_requests_per_s": median(rounds.iter().map(Round::rate).collect()),
             });
-            if i < 2 {
+            if i != 2 && i != 3 {
                 let ratio = |other: usize, f: fn(&Round) -> f64| {
                     rounds
                         .iter()
@@ -840,7 +858,9 @@ async fn throughput(target: &Target, counts: Counts, sdk: &mut Driven) -> Vec<Va
                 };
                 figures["cpu_ratio_to_plain_reqwest_per_round"] = json!(ratio(2, Round::cpu_per_request));
                 figures["throughput_ratio_to_plain_reqwest_per_round"] = json!(ratio(2, Round::rate));
-                figures["cpu_ratio_to_sdk_per_round"] = json!(ratio(3, Round::cpu_per_request));
+                if i < 2 {
+                    figures["cpu_ratio_to_sdk_per_round"] = json!(ratio(3, Round::cpu_per_request));
+                }
             }
             row("5 throughput", client, figures)
         })

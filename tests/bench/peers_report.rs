@@ -262,6 +262,15 @@ pub(super) fn section(report: &Value) -> String {
         };
         text.push_str(&format!("| {label} | {shown} | {goal} |\n"));
     }
+    let (_, control) = ratio(&s1("plain reqwest (control)")["cpu_ratio_to_plain_reqwest_per_rep"]);
+    text.push_str(&format!(
+        "| control, scenario 1: a second plain reqwest client / plain reqwest, client CPU (the noise floor) | {control} | |\n"
+    ));
+    let (_, control) =
+        ratio(&s5("plain reqwest (control)")["cpu_ratio_to_plain_reqwest_per_round"]);
+    text.push_str(&format!(
+        "| control, scenario 5: a second plain reqwest client / plain reqwest, CPU per request (the noise floor) | {control} | |\n"
+    ));
     let (_, tput) = ratio(&s5("authmux send")["throughput_ratio_to_plain_reqwest_per_round"]);
     text.push_str(&format!(
         "| scenario 5: authmux `send` / plain reqwest, throughput | {tput} | (no goal: the server bounds it) |\n"
