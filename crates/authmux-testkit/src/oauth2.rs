@@ -282,6 +282,11 @@ impl FakeOAuth2 {
         &self.server
     }
 
+    /// The current settings.
+    pub fn settings(&self) -> OAuth2Settings {
+        self.fake.settings()
+    }
+
     /// Changes the settings.
     pub fn update_settings(&self, change: impl FnOnce(&mut OAuth2Settings)) {
         change(&mut lock(&self.fake.settings));

@@ -1,5 +1,12 @@
-//! What a fake server saw: every request, per-endpoint counters, and the refresh tokens
-//! presented, for tests to assert on.
+//! What a fake server saw: every request, per-endpoint counters, the refresh tokens
+//! presented, and every secret it issued, for tests to assert on.
+//!
+//! Issued secrets are what the conformance suite scans every `Debug` and `Display` for.
+//! The server records them from each answer a handler gives (JSON string fields named
+//! like a credential, at any depth: `token`, `access_token`, `refreshToken`,
+//! `id_token`, `jwt`, `session_token`; and the values of `Set-Cookie` cookies whose
+//! name contains `token` or `session`); a handler that issues secrets under other names
+//! records them itself with [`Recorder::record_secret`].
 //!
 //! The server records each request before rate limiting and faults, so a request
 //! answered by a fault still counts. Endpoints are named by their handler pattern
@@ -12,7 +19,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
-use crate::server::FakeRequest;
+use crate::server::{FakeRequest, FakeResponse};
 
 /// One request as recorded.
 #[derive(Debug, Clone)]
@@ -87,6 +94,32 @@ struct Log {
     requests: Vec<RecordedRequest>,
     counts: HashMap<String, usize>,
     refresh_tokens: Vec<String>,
+    secrets: Vec<String>,
+}
+
+/// Collects the string values of credential-named fields (see the module docs).
+fn secret_fields(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let key: String = key
+                    .chars()
+                    .filter(|c| *c != '_' && *c != '-')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                let credential = matches!(
+                    key.as_str(),
+                    "token" | "accesstoken" | "refreshtoken" | "idtoken" | "jwt" | "sessiontoken"
+                );
+                match v {
+                    serde_json::Value::String(s) if credential => out.push(s.clone()),
+                    _ => secret_fields(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| secret_fields(v, out)),
+        _ => {}
+    }
 }
 
 /// The thread-safe request log. Reach it with `handle.recorder()`.
@@ -121,6 +154,45 @@ impl Recorder {
     /// this, valid or not, in arrival order).
     pub fn record_refresh_token(&self, token: &str) {
         self.lock().refresh_tokens.push(token.to_owned());
+    }
+
+    /// Records a secret the server issued (a token, a session id) that must never show
+    /// in a client's `Debug`, `Display`, logs or errors. Handlers call this for secrets
+    /// the automatic scan (see the module docs) does not find.
+    pub fn record_secret(&self, secret: &str) {
+        let mut log = self.lock();
+        // A masked value (`"**********"`) is not a secret.
+        let secret_like = secret.chars().any(char::is_alphanumeric);
+        if secret_like && !log.secrets.iter().any(|s| s == secret) {
+            log.secrets.push(secret.to_owned());
+        }
+    }
+
+    /// Records the secrets in an answer (the server calls this for every handler
+    /// answer; see the module docs for what counts).
+    pub fn record_issued(&self, response: &FakeResponse) {
+        let mut found = Vec::new();
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(response.body()) {
+            secret_fields(&value, &mut found);
+        }
+        for cookie in response.headers().get_all(http::header::SET_COOKIE) {
+            let Some((name, rest)) = cookie.to_str().ok().and_then(|c| c.split_once('=')) else {
+                continue;
+            };
+            let name = name.trim().to_ascii_lowercase();
+            let value = rest.split(';').next().unwrap_or_default().trim();
+            if (name.contains("token") || name.contains("session")) && !value.is_empty() {
+                found.push(value.to_owned());
+            }
+        }
+        for secret in found {
+            self.record_secret(&secret);
+        }
+    }
+
+    /// Every secret the server issued, in order (see the module docs).
+    pub fn secrets(&self) -> Vec<String> {
+        self.lock().secrets.clone()
     }
 
     /// How many requests reached `endpoint`.

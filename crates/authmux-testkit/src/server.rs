@@ -59,6 +59,20 @@ use url::Url;
 use crate::faults::{Fault, Faults};
 use crate::recorder::Recorder;
 
+/// The token-shaped text inside the body of [`Fault::MalformedJson`]: a client that
+/// echoes a response body into an error (a `Protocol` message, a log line) shows it,
+/// and the conformance suite fails any error that contains it.
+pub const MALFORMED_JSON_MARKER: &str =
+    "eyJhbGciOiJIUzI1NiJ9.eyJtYXJrZXIiOiJlY2hvZWQtYm9keSJ9.c2VjcmV0LWJvZHktbWFya2Vy";
+
+/// The body of [`Fault::MalformedJson`]: JSON cut off after a token-shaped string
+/// ([`MALFORMED_JSON_MARKER`]), as a proxy or a crashed server might send.
+pub const MALFORMED_JSON_BODY: &str = concat!(
+    "{\"access_token\": \"",
+    "eyJhbGciOiJIUzI1NiJ9.eyJtYXJrZXIiOiJlY2hvZWQtYm9keSJ9.c2VjcmV0LWJvZHktbWFya2Vy",
+    "\", \"expires_in\": 3"
+);
+
 /// A request as a fake sees it: already read in full and routed.
 #[derive(Debug, Clone)]
 pub struct FakeRequest {
@@ -581,11 +595,15 @@ impl Shared {
         }
 
         let fault = self.faults.next_for(&endpoint_name);
-        let answer = |shared: &Self| match &routed {
-            Some((pattern, _)) => shared
-                .handler
-                .handle(pattern, &request, &Context { shared }),
-            None => shared.handler.not_found(&request),
+        let answer = |shared: &Self| {
+            let response = match &routed {
+                Some((pattern, _)) => shared
+                    .handler
+                    .handle(pattern, &request, &Context { shared }),
+                None => shared.handler.not_found(&request),
+            };
+            shared.recorder.record_issued(&response);
+            response
         };
         match fault {
             None => Ok(self.finish(answer(&self))),
@@ -609,7 +627,7 @@ impl Shared {
             Some(Fault::MalformedJson) => Ok(self.finish(FakeResponse::raw(
                 StatusCode::OK,
                 "application/json; charset=utf-8",
-                &b"{\"token\": \"eyJhbGciOi"[..],
+                MALFORMED_JSON_BODY.as_bytes(),
             ))),
             Some(Fault::TruncatedBody) => {
                 let resp = answer(&self);
@@ -901,6 +919,12 @@ impl ServerHandle {
     /// the injected clock). Applies to token timestamps and expiry checks.
     pub fn set_clock_offset_millis(&self, millis: i64) {
         self.shared.offset_millis.store(millis, Ordering::SeqCst);
+    }
+
+    /// The injected clock's current time (without the offset): the time a client
+    /// sharing that clock sees.
+    pub fn clock_now(&self) -> SystemTime {
+        self.shared.clock.now()
     }
 
     /// The server clock offset in milliseconds.
