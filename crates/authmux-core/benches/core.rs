@@ -72,9 +72,11 @@ impl AuthProvider for BenchProvider {
         }
     }
     fn transport(&self) -> Arc<dyn Transport> {
-        Arc::new(|_req: http::Request<bytes::Bytes>| async {
-            Err::<http::Response<bytes::Bytes>, _>(AuthError::Timeout)
-        })
+        Arc::new(authmux_core::transport::from_fn(
+            |_req: http::Request<bytes::Bytes>| async {
+                Err::<http::Response<bytes::Bytes>, _>(AuthError::Timeout)
+            },
+        ))
     }
     async fn login(&self, _: &Credentials) -> Result<LoginOutcome, AuthError> {
         Err(AuthError::InvalidCredentials)

@@ -14,8 +14,8 @@ use authmux_core::lifecycle::SessionEvent;
 use authmux_core::transport::Transport;
 use authmux_core::{
     AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, Expiry, LoginOutcome,
-    LogoutOutcome, ManualClock, OtpChallenge, OtpCode, RefreshToken, Session, SessionManager,
-    TokenSet, UserProfile, async_trait,
+    LogoutOutcome, ManualClock, RefreshToken, Session, SessionManager, TokenSet, UserProfile,
+    async_trait,
 };
 use bytes::Bytes;
 use url::Url;
@@ -62,19 +62,21 @@ impl AuthProvider for Demo {
     }
     fn transport(&self) -> Arc<dyn Transport> {
         let live = self.live_access.clone();
-        Arc::new(move |req: http::Request<Bytes>| {
-            let ok = req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                == Some(&format!("Bearer {}", live.lock().unwrap()));
-            async move {
-                Ok(http::Response::builder()
-                    .status(if ok { 200 } else { 401 })
-                    .body(Bytes::new())
-                    .unwrap())
-            }
-        })
+        Arc::new(authmux_core::transport::from_fn(
+            move |req: http::Request<Bytes>| {
+                let ok = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(&format!("Bearer {}", live.lock().unwrap()));
+                async move {
+                    Ok(http::Response::builder()
+                        .status(if ok { 200 } else { 401 })
+                        .body(Bytes::new())
+                        .unwrap())
+                }
+            },
+        ))
     }
     async fn login(&self, credentials: &Credentials) -> Result<LoginOutcome, AuthError> {
         if credentials.password.expose_secret() != "demo password" {
@@ -87,9 +89,6 @@ impl AuthProvider for Demo {
                 ..UserProfile::default()
             },
         ))))
-    }
-    async fn verify_otp(&self, _: &OtpChallenge, _: &OtpCode) -> Result<Session, AuthError> {
-        Err(AuthError::Unsupported { capability: "otp" })
     }
     async fn refresh(&self, session: &Session) -> Result<Session, AuthError> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);

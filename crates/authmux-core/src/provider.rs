@@ -79,11 +79,18 @@ pub trait AuthProvider: Send + Sync + fmt::Debug {
 
     /// Finishes a login that asked for a one-time code. A wrong code is
     /// [`AuthError::InvalidOtp`] and leaves the challenge usable for another try.
+    ///
+    /// The default, for dialects without one-time codes (whose `login` never answers
+    /// [`LoginOutcome::OtpRequired`]), is [`AuthError::Unsupported`] `{ capability:
+    /// "otp" }`.
     async fn verify_otp(
         &self,
         challenge: &OtpChallenge,
         code: &OtpCode,
-    ) -> Result<Session, AuthError>;
+    ) -> Result<Session, AuthError> {
+        let _ = (challenge, code);
+        Err(AuthError::Unsupported { capability: "otp" })
+    }
 
     /// Exchanges the session's refresh token for new tokens. A definitive refusal is
     /// [`AuthError::RefreshRejected`]; a dialect without refresh returns

@@ -258,7 +258,7 @@ mod tests {
     }
 
     fn scripted(statuses: Vec<Result<u16, ()>>, count: Arc<AtomicU32>) -> impl Transport {
-        move |_req: Request<Bytes>| {
+        crate::transport::from_fn(move |_req: Request<Bytes>| {
             let n = count.fetch_add(1, Ordering::SeqCst) as usize;
             let step = statuses.get(n).copied().unwrap_or(Ok(200));
             async move {
@@ -274,7 +274,7 @@ mod tests {
                     }),
                 }
             }
-        }
+        })
     }
 
     #[tokio::test(start_paused = true)]

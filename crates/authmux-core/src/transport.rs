@@ -4,23 +4,27 @@
 //! Adapters build requests and read responses; they never touch an HTTP client
 //! directly. [`ReqwestTransport`] (feature `reqwest`, on by default, rustls) is the
 //! default, with a per-request timeout, a response-size cap, no redirects, and a
-//! `User-Agent` naming authmux. Any closure `Fn(Request<Bytes>) -> impl Future<Output =
-//! Result<Response<Bytes>, AuthError>>` is a transport too, so tests can script answers:
+//! `User-Agent` naming authmux. Every transport is `Debug` (so a provider holding one,
+//! even as `Arc<dyn Transport>`, can derive `Debug`); [`from_fn`] turns a closure
+//! `Fn(Request<Bytes>) -> impl Future<Output = Result<Response<Bytes>, AuthError>>` into
+//! a transport, so tests can script answers:
 //!
 //! ```
-//! use authmux_core::transport::Transport;
+//! use authmux_core::transport::{self, Transport};
 //! use authmux_core::AuthError;
 //! use bytes::Bytes;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let scripted = |_req: http::Request<Bytes>| async {
+//! let scripted = transport::from_fn(|_req: http::Request<Bytes>| async {
 //!     Ok::<_, AuthError>(http::Response::builder().status(204).body(Bytes::new()).unwrap())
-//! };
+//! });
 //! let answer = scripted.send(http::Request::new(Bytes::new())).await.unwrap();
 //! assert_eq!(answer.status(), 204);
+//! assert_eq!(format!("{scripted:?}"), "FnTransport");
 //! # });
 //! ```
 
+use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -49,20 +53,43 @@ pub fn default_user_agent() -> String {
 ///
 /// Implementations report failures below HTTP as [`AuthError::Timeout`] or
 /// [`AuthError::Transport`]; any HTTP status, 4xx and 5xx included, is a response.
+///
+/// `Debug` is required so that providers holding a transport can derive `Debug`; it
+/// must never print credentials (a transport holds none; requests pass through).
 #[async_trait]
-pub trait Transport: Send + Sync {
+pub trait Transport: Send + Sync + fmt::Debug {
     /// Sends `request`.
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError>;
 }
 
+/// A transport made from a closure by [`from_fn`]. Its `Debug` is `FnTransport`.
+#[derive(Clone, Copy)]
+pub struct FnTransport<F>(F);
+
+impl<F> fmt::Debug for FnTransport<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnTransport")
+    }
+}
+
+/// A transport that answers each request with `f(request)` (scripted answers in tests,
+/// a transport wrapping another). See the [module docs](self).
+pub fn from_fn<F, Fut>(f: F) -> FnTransport<F>
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<Response<Bytes>, AuthError>> + Send,
+{
+    FnTransport(f)
+}
+
 #[async_trait]
-impl<F, Fut> Transport for F
+impl<F, Fut> Transport for FnTransport<F>
 where
     F: Fn(Request<Bytes>) -> Fut + Send + Sync,
     Fut: Future<Output = Result<Response<Bytes>, AuthError>> + Send,
 {
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
-        self(request).await
+        (self.0)(request).await
     }
 }
 

@@ -318,9 +318,11 @@ impl authmux_core::AuthProvider for HangingApi {
         self.0.capabilities()
     }
     fn transport(&self) -> Arc<dyn Transport> {
-        Arc::new(|_req: http::Request<Bytes>| async move {
-            std::future::pending::<Result<http::Response<Bytes>, AuthError>>().await
-        })
+        Arc::new(authmux_core::transport::from_fn(
+            |_req: http::Request<Bytes>| async move {
+                std::future::pending::<Result<http::Response<Bytes>, AuthError>>().await
+            },
+        ))
     }
     async fn login(&self, c: &Credentials) -> Result<authmux_core::LoginOutcome, AuthError> {
         self.0.login(c).await

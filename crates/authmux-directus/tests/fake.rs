@@ -995,16 +995,18 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 }
 
 fn scripted(status: u16, body: Vec<u8>, cookie: Option<String>) -> Arc<dyn Transport> {
-    Arc::new(move |_request: Request<Bytes>| {
-        let mut builder = Response::builder().status(status);
-        if let Some(cookie) = &cookie {
-            builder = builder
-                .header("set-cookie", cookie.as_str())
-                .header("retry-after", "x");
-        }
-        let response = builder.body(Bytes::from(body.clone())).unwrap();
-        async move { Ok::<_, AuthError>(response) }
-    })
+    Arc::new(authmux_core::transport::from_fn(
+        move |_request: Request<Bytes>| {
+            let mut builder = Response::builder().status(status);
+            if let Some(cookie) = &cookie {
+                builder = builder
+                    .header("set-cookie", cookie.as_str())
+                    .header("retry-after", "x");
+            }
+            let response = builder.body(Bytes::from(body.clone())).unwrap();
+            async move { Ok::<_, AuthError>(response) }
+        },
+    ))
 }
 
 proptest! {

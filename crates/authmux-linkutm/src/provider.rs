@@ -73,9 +73,11 @@ pub const GOOGLE: &str = "google";
 /// use authmux_core::AuthProvider;
 /// use authmux_linkutm::{LinkUtmConfig, LinkUtmProvider};
 /// # use authmux_core::AuthError;
-/// # let transport = std::sync::Arc::new(|_req: http::Request<bytes::Bytes>| async {
-/// #     Err::<http::Response<bytes::Bytes>, _>(AuthError::Timeout)
-/// # });
+/// # let transport = std::sync::Arc::new(authmux_core::transport::from_fn(
+/// #     |_req: http::Request<bytes::Bytes>| async {
+/// #         Err::<http::Response<bytes::Bytes>, _>(AuthError::Timeout)
+/// #     },
+/// # ));
 /// let config = LinkUtmConfig::new("https://api.linkutm.com".parse().unwrap()).with_workspace("acme");
 /// let provider = LinkUtmProvider::with_transport(config, transport).unwrap();
 /// assert_eq!(provider.dialect(), "linkutm");

@@ -103,16 +103,18 @@ impl Script {
 
     fn transport(&self) -> Arc<dyn Transport> {
         let script = self.clone();
-        Arc::new(move |_request: Request<Bytes>| {
-            let (status, body, retry_after) = script.0.lock().unwrap().clone();
-            async move {
-                let mut builder = Response::builder().status(status);
-                if let Some(value) = retry_after {
-                    builder = builder.header("retry-after", value);
+        Arc::new(authmux_core::transport::from_fn(
+            move |_request: Request<Bytes>| {
+                let (status, body, retry_after) = script.0.lock().unwrap().clone();
+                async move {
+                    let mut builder = Response::builder().status(status);
+                    if let Some(value) = retry_after {
+                        builder = builder.header("retry-after", value);
+                    }
+                    Ok::<_, AuthError>(builder.body(body).unwrap())
                 }
-                Ok::<_, AuthError>(builder.body(body).unwrap())
-            }
-        })
+            },
+        ))
     }
 }
 

@@ -222,22 +222,24 @@ fn rewriting(
     inner: Arc<dyn Transport>,
     edit: fn(&mut serde_json::Map<String, Value>),
 ) -> Arc<dyn Transport> {
-    Arc::new(move |request: Request<Bytes>| {
-        let inner = inner.clone();
-        async move {
-            let is_list = request.method() == Method::GET
-                && request.uri().path().ends_with("/api/v1/auth/sessions");
-            let mut response: Response<Bytes> = inner.send(request).await?;
-            if is_list && response.status().is_success() {
-                let mut list: Vec<Value> = serde_json::from_slice(response.body()).unwrap();
-                for record in &mut list {
-                    edit(record.as_object_mut().unwrap());
+    Arc::new(authmux_core::transport::from_fn(
+        move |request: Request<Bytes>| {
+            let inner = inner.clone();
+            async move {
+                let is_list = request.method() == Method::GET
+                    && request.uri().path().ends_with("/api/v1/auth/sessions");
+                let mut response: Response<Bytes> = inner.send(request).await?;
+                if is_list && response.status().is_success() {
+                    let mut list: Vec<Value> = serde_json::from_slice(response.body()).unwrap();
+                    for record in &mut list {
+                        edit(record.as_object_mut().unwrap());
+                    }
+                    *response.body_mut() = Bytes::from(serde_json::to_vec(&list).unwrap());
                 }
-                *response.body_mut() = Bytes::from(serde_json::to_vec(&list).unwrap());
+                Ok(response)
             }
-            Ok(response)
-        }
-    })
+        },
+    ))
 }
 
 #[tokio::test]

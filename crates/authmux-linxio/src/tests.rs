@@ -38,18 +38,20 @@ impl Script {
 
     fn transport(&self) -> Arc<dyn Transport> {
         let script = self.clone();
-        Arc::new(move |request: Request<Bytes>| {
-            let script = script.clone();
-            async move {
-                script.seen.lock().unwrap().push(request);
-                script
-                    .answers
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .ok_or_else(|| AuthError::protocol("the script has no answer left"))
-            }
-        })
+        Arc::new(authmux_core::transport::from_fn(
+            move |request: Request<Bytes>| {
+                let script = script.clone();
+                async move {
+                    script.seen.lock().unwrap().push(request);
+                    script
+                        .answers
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .ok_or_else(|| AuthError::protocol("the script has no answer left"))
+                }
+            },
+        ))
     }
 
     fn requests(&self) -> Vec<Request<Bytes>> {

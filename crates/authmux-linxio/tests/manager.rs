@@ -343,23 +343,25 @@ async fn idempotent_requests_are_retried_on_5xx() {
 fn dropping(path: &'static str, drops: usize) -> Arc<dyn Transport> {
     let inner = Arc::new(ReqwestTransport::new().unwrap());
     let left = Arc::new(AtomicUsize::new(drops));
-    Arc::new(move |request: http::Request<Bytes>| {
-        let inner = Arc::clone(&inner);
-        let left = Arc::clone(&left);
-        async move {
-            let drop_it = request.uri().path() == path
-                && left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-            if drop_it {
-                return Err(AuthError::Transport {
-                    kind: TransportErrorKind::Io,
-                    source: None,
-                });
+    Arc::new(authmux_core::transport::from_fn(
+        move |request: http::Request<Bytes>| {
+            let inner = Arc::clone(&inner);
+            let left = Arc::clone(&left);
+            async move {
+                let drop_it = request.uri().path() == path
+                    && left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                if drop_it {
+                    return Err(AuthError::Transport {
+                        kind: TransportErrorKind::Io,
+                        source: None,
+                    });
+                }
+                inner.send(request).await
             }
-            inner.send(request).await
-        }
-    })
+        },
+    ))
 }
 
 #[tokio::test]

@@ -49,9 +49,8 @@ use authmux_core::provider::{
 };
 use authmux_core::transport::Transport;
 use authmux_core::{
-    AuthError, AuthProvider, Capabilities, Credentials, LoginOutcome, LogoutOutcome,
-    ManualClock, OtpChallenge, OtpCode, Session, TokenSet, TransportErrorKind, UserProfile,
-    async_trait,
+    AuthError, AuthProvider, Capabilities, Credentials, LoginOutcome, LogoutOutcome, ManualClock,
+    OtpChallenge, OtpCode, Session, TokenSet, TransportErrorKind, UserProfile, async_trait,
 };
 use http::HeaderMap;
 use url::Url;
@@ -352,7 +351,6 @@ macro_rules! ensure {
     };
 }
 
-
 /// Runs every check and collects the results.
 pub async fn run_all(provider: &dyn AuthProvider, target: &Target<'_>) -> Report {
     let mut report = Report::default();
@@ -610,7 +608,10 @@ fn error_secrets_free(error: &AuthError, secrets: &[&str]) -> Result<(), String>
     )
 }
 
-async fn login_and_current_user_unwatched(provider: &dyn AuthProvider, target: &Target<'_>) -> Check {
+async fn login_and_current_user_unwatched(
+    provider: &dyn AuthProvider,
+    target: &Target<'_>,
+) -> Check {
     let session = sign_in(provider, target).await?;
     ensure!(
         session.dialect == provider.dialect(),
@@ -1099,7 +1100,10 @@ async fn login_error_mapping_unwatched(provider: &dyn AuthProvider, target: &Tar
     Ok(CheckResult::Passed)
 }
 
-async fn current_user_error_mapping_unwatched(provider: &dyn AuthProvider, target: &Target<'_>) -> Check {
+async fn current_user_error_mapping_unwatched(
+    provider: &dyn AuthProvider,
+    target: &Target<'_>,
+) -> Check {
     let faults = match faults(target, &target.endpoints.current_user) {
         Ok(f) => f,
         Err(skip) => return Ok(skip),
@@ -1125,7 +1129,10 @@ async fn current_user_error_mapping_unwatched(provider: &dyn AuthProvider, targe
     Ok(CheckResult::Passed)
 }
 
-async fn refresh_error_mapping_unwatched(provider: &dyn AuthProvider, target: &Target<'_>) -> Check {
+async fn refresh_error_mapping_unwatched(
+    provider: &dyn AuthProvider,
+    target: &Target<'_>,
+) -> Check {
     if !provider.capabilities().refresh {
         return Ok(CheckResult::Skipped("the provider has no refresh".into()));
     }

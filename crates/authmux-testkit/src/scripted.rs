@@ -33,8 +33,7 @@ use authmux_core::strategies::RefreshAnswer;
 use authmux_core::transport::Transport;
 use authmux_core::{
     AccessToken, AuthError, AuthProvider, Capabilities, Clock, Credentials, Expiry, LoginOutcome,
-    LogoutOutcome, ManualClock, OtpChallenge, OtpCode, RefreshToken, Session, TokenSet,
-    UserProfile, async_trait,
+    LogoutOutcome, ManualClock, RefreshToken, Session, TokenSet, UserProfile, async_trait,
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -182,10 +181,12 @@ impl AuthProvider for ScriptedProvider {
 
     fn transport(&self) -> Arc<dyn Transport> {
         let me = self.clone();
-        Arc::new(move |req: Request<Bytes>| {
-            let me = me.clone();
-            async move { Ok(me.serve(&req)) }
-        })
+        Arc::new(authmux_core::transport::from_fn(
+            move |req: Request<Bytes>| {
+                let me = me.clone();
+                async move { Ok(me.serve(&req)) }
+            },
+        ))
     }
 
     async fn login(&self, credentials: &Credentials) -> Result<LoginOutcome, AuthError> {
@@ -193,10 +194,6 @@ impl AuthProvider for ScriptedProvider {
             return Err(AuthError::InvalidCredentials);
         }
         Ok(LoginOutcome::Authenticated(self.new_session()))
-    }
-
-    async fn verify_otp(&self, _: &OtpChallenge, _: &OtpCode) -> Result<Session, AuthError> {
-        Err(AuthError::Unsupported { capability: "otp" })
     }
 
     async fn refresh(&self, session: &Session) -> Result<Session, AuthError> {

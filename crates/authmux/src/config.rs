@@ -539,10 +539,12 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
-        let transport = Arc::new(move |_req: http::Request<bytes::Bytes>| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async { Err::<http::Response<bytes::Bytes>, _>(AuthError::Timeout) }
-        });
+        let transport = Arc::new(authmux_core::transport::from_fn(
+            move |_req: http::Request<bytes::Bytes>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Err::<http::Response<bytes::Bytes>, _>(AuthError::Timeout) }
+            },
+        ));
         let config =
             ProviderConfig::new("directus", Url::parse("http://cms.example.com").unwrap()).unwrap();
         let error = config

@@ -47,6 +47,7 @@ pub(crate) struct Seen {
 
 /// A transport that forwards to another and logs every request: counts refreshes at
 /// the transport, and shows what went to `/auth/*`.
+#[derive(Debug)]
 pub(crate) struct Logging {
     inner: Arc<dyn Transport>,
     seen: Mutex<Vec<Seen>>,

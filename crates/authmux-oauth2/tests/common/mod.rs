@@ -235,6 +235,7 @@ pub(crate) fn skip(test: &str) {
 }
 
 /// A transport that forwards to another and counts token requests by grant type.
+#[derive(Debug)]
 pub(crate) struct Counting {
     inner: Arc<dyn Transport>,
     grants: Mutex<Vec<String>>,
