@@ -50,9 +50,23 @@ async fn run(provider: &dyn AuthProvider, target: Target<'_>, mode: DirectusMode
 #[tokio::test]
 async fn conformance_against_the_fake_in_every_mode() {
     for mode in MODES {
-        let fake = FakeDirectus::start().expect("fake starts");
-        let provider = provider_for(fake.base_url(), mode, common::reqwest_transport());
-        let report = run(&provider, Target::directus(&fake), mode).await;
+        // One manual clock far from the system clock, so `injected_clock` runs.
+        let clock = conformance::far_clock();
+        let fake = FakeDirectus::builder()
+            .clock(clock.clone())
+            .start()
+            .expect("fake starts");
+        let provider =
+            provider_for(fake.base_url(), mode, common::reqwest_transport()).with_clock(clock);
+        // Session mode's token is the session itself: it lives SESSION_COOKIE_TTL.
+        let settings = fake.settings();
+        let lifetime = if mode == DirectusMode::Session {
+            settings.session_ttl
+        } else {
+            settings.access_ttl
+        };
+        let target = Target::directus(&fake).with_lifetime(lifetime);
+        let report = run(&provider, target, mode).await;
         eprintln!(
             "conformance ({mode} mode, fake): {} checks passed",
             report.passed()

@@ -18,9 +18,13 @@ mod common;
 
 use authmux_core::{AuthProvider, Credentials};
 use authmux_oauth2::{OAuth2Config, OAuth2Provider};
+use std::sync::Arc;
+
 use authmux_testkit::FakeOAuth2;
 use authmux_testkit::conformance::{self, Endpoints, Target};
+use authmux_testkit::oauth2::OAuth2Settings;
 use authmux_testkit::oauth2::{CLIENT_SECRET, CONFIDENTIAL_CLIENT_ID, PUBLIC_CLIENT_ID, endpoints};
+use authmux_testkit::users::Users;
 use common::{Driven, Live, Way, reqwest_transport};
 
 const USER_SCOPES: [&str; 4] = ["openid", "email", "profile", "offline_access"];
@@ -37,12 +41,20 @@ async fn run(name: &str, provider: &dyn AuthProvider, target: &Target<'_>) {
 
 #[tokio::test]
 async fn conformance_against_the_fake_password_grant() {
-    let fake = FakeOAuth2::start().expect("fake starts");
+    // One manual clock far from the system clock, so `injected_clock` runs.
+    let clock = conformance::far_clock();
+    let fake = FakeOAuth2::start_with(
+        Users::default_list(),
+        OAuth2Settings::default(),
+        Arc::new(clock.clone()),
+    )
+    .expect("fake starts");
     let provider = OAuth2Provider::with_transport(
         fake_config(&fake, PUBLIC_CLIENT_ID).with_password_grant(true),
         reqwest_transport(),
     )
-    .unwrap();
+    .unwrap()
+    .with_clock(clock);
     run("password grant, fake", &provider, &Target::oauth2(&fake)).await;
 }
 

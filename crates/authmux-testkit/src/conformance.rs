@@ -236,7 +236,10 @@ impl<'a> Target<'a> {
             .with_lifetime(fake.settings().access_lifetime)
     }
 
-    /// [`crate::directus::FakeDirectus`] with its default users (TOTP for the OTP user).
+    /// [`crate::directus::FakeDirectus`] with its default users (TOTP for the OTP user),
+    /// declaring the access-token lifetime of the JSON and cookie modes; in session
+    /// mode the token is the session, so declare `session_ttl` with
+    /// [`Target::with_lifetime`].
     pub fn directus(fake: &'a crate::directus::FakeDirectus) -> Self {
         use crate::directus::endpoints as e;
         let fake_for_codes: CodeSource<'a> =
