@@ -32,6 +32,7 @@ use authmux_core::{
     async_trait,
 };
 use authmux_testkit::conformance::{self, Endpoints, Target};
+use authmux_testkit::jwt::random_token;
 use authmux_testkit::server::{
     Context, FakeRequest, FakeResponse, Handler, ServerConfig, ServerHandle,
 };
@@ -222,8 +223,8 @@ pub struct AcmeFake {
 
 impl AcmeFake {
     fn grant(&self, email: &str) -> FakeResponse {
-        let access = format!("acme-at-{}", fastrand::u64(..));
-        let refresh = format!("acme-rt-{}", fastrand::u64(..));
+        let access = format!("acme-at-{}", random_token(24));
+        let refresh = format!("acme-rt-{}", random_token(24));
         self.access
             .lock()
             .unwrap()

@@ -32,6 +32,7 @@ use authmux_core::{
     TokenSet, UserProfile, async_trait,
 };
 use authmux_testkit::conformance::{self, Endpoints, Target};
+use authmux_testkit::jwt::random_token;
 use authmux_testkit::server::{
     Context, FakeRequest, FakeResponse, Handler, RateLimit, ServerConfig, ServerHandle,
 };
@@ -294,8 +295,8 @@ impl ToyFake {
     fn grant(&self, user: &str, cx: &Context<'_>) -> FakeResponse {
         let mut state = self.state.lock().unwrap();
         state.n += 1;
-        let jwt = format!("jwt-{}-{}", state.n, fastrand::u64(..));
-        let renew = format!("renew-{}-{}", state.n, fastrand::u64(..));
+        let jwt = format!("jwt-{}-{}", state.n, random_token(24));
+        let renew = format!("renew-{}-{}", state.n, random_token(24));
         state.access.insert(jwt.clone(), user.to_owned());
         state.renew.insert(renew.clone(), user.to_owned());
         // `jwt` is found in the answer by the server's own scan; `renew` is not a name
