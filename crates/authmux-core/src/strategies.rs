@@ -1,6 +1,46 @@
-//! `proptest` strategies for tokens, sessions and lifecycle scripts (feature
-//! `proptest`), so users can property-test their own lifecycle logic the way authmux
-//! tests its own.
+//! `proptest` strategies for tokens, sessions, refresh windows, expiries, error
+//! classes and lifecycle scripts (feature `proptest`; [`proptest`](crate::proptest) is
+//! re-exported beside them), so users can property-test their own lifecycle logic the
+//! way authmux tests its own.
+//!
+//! The token strategies reach the edges where lifecycle code breaks: tokens already
+//! expired when they arrive ([`token_set_at`] with [`Freshness::Expired`]), issued by a
+//! server whose clock is ahead or behind ([`Freshness::Skewed`]), zero and sub-second
+//! lifetimes ([`lifetime`]), and unknown expiry.
+//!
+//! A property of your own function, e.g. "never refresh a token with more than half its
+//! life left, always refresh one inside the window or expired":
+//!
+//! ```
+//! use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//! use authmux_core::lifecycle::RefreshWindow;
+//! use authmux_core::strategies::{refresh_window, token_set_at, Freshness};
+//! use authmux_core::TokenSet;
+//! use proptest::prelude::*;
+//!
+//! /// The function under test: refresh once the window (without jitter) is reached.
+//! fn should_refresh(now: SystemTime, tokens: &TokenSet, window: &RefreshWindow) -> bool {
+//!     window.refresh_at(tokens, 0.0).is_some_and(|at| now >= at)
+//! }
+//!
+//! let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+//! proptest!(|(
+//!     tokens in token_set_at(t0, Freshness::Any),
+//!     window in refresh_window(),
+//!     later_ms in 0u64..172_800_000,
+//! )| {
+//!     let now = t0 + Duration::from_millis(later_ms);
+//!     if tokens.is_expired_at(now) {
+//!         prop_assert!(should_refresh(now, &tokens, &window), "an expired token must be refreshed");
+//!     }
+//!     if let (Some(lifetime), Some(expires_at)) = (tokens.lifetime(), tokens.expires_at) {
+//!         let left = expires_at.duration_since(now).unwrap_or_default();
+//!         if left > lifetime / 2 {
+//!             prop_assert!(!should_refresh(now, &tokens, &window), "refreshed with more than half its life left");
+//!         }
+//!     }
+//! });
+//! ```
 //!
 //! ```
 //! use authmux_core::strategies::{session, lifecycle_script};
@@ -21,9 +61,11 @@ use proptest::prelude::*;
 use serde_json::json;
 use url::Url;
 
+use crate::error::{AuthError, TransportErrorKind};
+use crate::lifecycle::{RefreshFailure, RefreshWindow};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::session::{SESSION_FORMAT, Session, UserProfile};
-use crate::token::TokenSet;
+use crate::token::{Expiry, TokenSet};
 
 /// A token-like secret: opaque random text or a JWT-shaped string, 16 to 200 chars.
 pub fn secret_text() -> impl Strategy<Value = String> {
@@ -185,4 +227,150 @@ pub fn lifecycle_op() -> impl Strategy<Value = LifecycleOp> {
 /// A script of up to `max_len` operations.
 pub fn lifecycle_script(max_len: usize) -> impl Strategy<Value = Vec<LifecycleOp>> {
     proptest::collection::vec(lifecycle_op(), 0..=max_len)
+}
+
+/// A token lifetime: zero, sub-second (1 to 999 ms), seconds to an hour, or up to a day.
+pub fn lifetime() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        1 => Just(Duration::ZERO),
+        2 => (1u64..1_000).prop_map(Duration::from_millis),
+        4 => (1u64..3_600).prop_map(Duration::from_secs),
+        2 => (3_600u64..86_400).prop_map(Duration::from_secs),
+    ]
+}
+
+/// How a generated token set relates to the time it is generated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Issued at `now`, any [`lifetime`] (zero and sub-second included) or unknown.
+    Fresh,
+    /// Already expired at `now`: issued up to a day before, expired at or before
+    /// `now` (a zero lifetime, or an absolute expiry from a server whose clock is
+    /// behind).
+    Expired,
+    /// Stamped with a skewed clock: issued up to an hour before or after `now` (a
+    /// server ahead or behind whose times were taken as they are).
+    Skewed,
+    /// Any of the above.
+    Any,
+}
+
+/// A token set as seen at `now` (see [`Freshness`]), with or without a refresh token.
+pub fn token_set_at(now: SystemTime, freshness: Freshness) -> BoxedStrategy<TokenSet> {
+    let tokens = (access_token(), proptest::option::of(refresh_token()));
+    match freshness {
+        Freshness::Fresh => (tokens, proptest::option::of(lifetime()))
+            .prop_map(move |((access, refresh), lifetime)| TokenSet {
+                access,
+                refresh,
+                expires_at: lifetime.map(|l| now + l),
+                issued_at: now,
+            })
+            .boxed(),
+        Freshness::Expired => (tokens, 0u64..86_400_000, 0u64..86_400_000)
+            .prop_map(move |((access, refresh), ago_ms, life_ms)| {
+                let issued_at = now - Duration::from_millis(ago_ms);
+                // Expired at or before `now`: the lifetime is at most the age.
+                let life = Duration::from_millis(life_ms.min(ago_ms));
+                TokenSet {
+                    access,
+                    refresh,
+                    expires_at: Some(issued_at + life),
+                    issued_at,
+                }
+            })
+            .boxed(),
+        Freshness::Skewed => (tokens, -3_600_000i64..3_600_000, lifetime())
+            .prop_map(move |((access, refresh), skew_ms, lifetime)| {
+                let by = Duration::from_millis(skew_ms.unsigned_abs());
+                let issued_at = if skew_ms >= 0 { now + by } else { now - by };
+                TokenSet {
+                    access,
+                    refresh,
+                    expires_at: Some(issued_at + lifetime),
+                    issued_at,
+                }
+            })
+            .boxed(),
+        Freshness::Any => prop_oneof![
+            token_set_at(now, Freshness::Fresh),
+            token_set_at(now, Freshness::Expired),
+            token_set_at(now, Freshness::Skewed),
+        ]
+        .boxed(),
+    }
+}
+
+/// A token set already expired at `now` (see [`Freshness::Expired`]).
+pub fn expired_token_set(now: SystemTime) -> BoxedStrategy<TokenSet> {
+    token_set_at(now, Freshness::Expired)
+}
+
+/// A [`RefreshWindow`]: a minimum lead up to 10 minutes (zero included), a fraction
+/// and a jitter of the lifetime from 0 to 0.5.
+pub fn refresh_window() -> impl Strategy<Value = RefreshWindow> {
+    (0u64..600_000, 0.0f64..=0.5, 0.0f64..=0.5).prop_map(|(lead_ms, fraction, jitter)| {
+        RefreshWindow {
+            min_lead: Duration::from_millis(lead_ms),
+            fraction,
+            jitter,
+        }
+    })
+}
+
+/// An [`Expiry`] as a server states it around `now`: an absolute time up to a day
+/// before or after `now` (already expired included), a [`lifetime`], or nothing.
+pub fn expiry(now: SystemTime) -> impl Strategy<Value = Expiry> {
+    prop_oneof![
+        (-86_400_000i64..86_400_000).prop_map(move |ms| {
+            let by = Duration::from_millis(ms.unsigned_abs());
+            Expiry::At(if ms >= 0 { now + by } else { now - by })
+        }),
+        lifetime().prop_map(Expiry::In),
+        Just(Expiry::Unstated),
+    ]
+}
+
+/// An error a refresh can meet that leaves the session valid: timeouts, transport
+/// failures, 5xx, 429, broken answers ([`RefreshFailure::Transient`]).
+pub fn transient_error() -> impl Strategy<Value = AuthError> {
+    prop_oneof![
+        Just(AuthError::Timeout),
+        prop_oneof![
+            Just(TransportErrorKind::Connect),
+            Just(TransportErrorKind::Io),
+            Just(TransportErrorKind::BodyTooLarge),
+        ]
+        .prop_map(|kind| AuthError::Transport { kind, source: None }),
+        prop_oneof![Just(500u16), Just(502), Just(503), Just(504)].prop_map(|status| {
+            AuthError::Server {
+                status,
+                code: None,
+                message: None,
+            }
+        }),
+        proptest::option::of(0u64..120).prop_map(|secs| AuthError::RateLimited {
+            retry_after: secs.map(Duration::from_secs),
+        }),
+        Just(AuthError::protocol("the answer had the wrong shape")),
+    ]
+}
+
+/// An error that ends the session: the refresh token was refused
+/// ([`RefreshFailure::Rejected`]).
+pub fn definitive_error() -> impl Strategy<Value = AuthError> {
+    prop_oneof![
+        Just(AuthError::RefreshRejected),
+        Just(AuthError::Unauthorized { message: None }),
+        Just(AuthError::InvalidCredentials),
+        Just(AuthError::AccountDisabled),
+    ]
+}
+
+/// A refresh error and its class, mostly transient.
+pub fn refresh_error() -> impl Strategy<Value = (AuthError, RefreshFailure)> {
+    prop_oneof![
+        3 => transient_error().prop_map(|e| (e, RefreshFailure::Transient)),
+        1 => definitive_error().prop_map(|e| (e, RefreshFailure::Rejected)),
+    ]
 }

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod conformance;
 pub mod deps;
 pub mod directus;
+pub mod driver;
 pub mod families;
 pub mod faults;
 pub mod jwt;
