@@ -56,7 +56,7 @@ proptest! {
 
     #[test]
     fn stated_expiries_resolve(e in expiry(t0())) {
-        let tokens = TokenSet::new(authmux_core::AccessToken::new("opaque"), None, e.clone(), t0());
+        let tokens = TokenSet::new(authmux_core::AccessToken::new("opaque"), None, e, t0());
         match e {
             Expiry::At(at) => prop_assert_eq!(tokens.expires_at, Some(at)),
             Expiry::In(d) => prop_assert_eq!(tokens.expires_at, Some(t0() + d)),

@@ -842,11 +842,7 @@ fn lifetime_matches(tokens: &TokenSet, declared: Duration, what: &str) -> Result
     let got = expires_at
         .duration_since(tokens.issued_at)
         .unwrap_or(Duration::ZERO);
-    let off = if got > declared {
-        got - declared
-    } else {
-        declared - got
-    };
+    let off = got.abs_diff(declared);
     ensure!(
         off <= lifetime_tolerance(declared),
         "{what}: the token lives {got:?} (expires_at - issued_at), but the server grants \
