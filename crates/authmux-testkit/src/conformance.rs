@@ -947,7 +947,10 @@ async fn logout_revokes_unwatched(provider: &dyn AuthProvider, target: &Target<'
             )),
         };
     }
+    // What can be observed of the revocation; nothing observed is not "passed".
+    let mut observed = false;
     if caps.refresh && session.tokens.refresh.is_some() {
+        observed = true;
         match provider.refresh(&session).await {
             Err(AuthError::RefreshRejected) => {}
             other => {
@@ -958,6 +961,7 @@ async fn logout_revokes_unwatched(provider: &dyn AuthProvider, target: &Target<'
         }
     }
     if matches!(outcome, LogoutOutcome::SignInRevoked { .. }) {
+        observed = true;
         match provider.current_user(&session).await {
             Err(e) if matches!(e, AuthError::Unauthorized { .. }) || e.needs_sign_in() => {}
             other => {
@@ -966,6 +970,12 @@ async fn logout_revokes_unwatched(provider: &dyn AuthProvider, target: &Target<'
                 ));
             }
         }
+    }
+    if !observed {
+        return Ok(CheckResult::Skipped(format!(
+            "logout answered {outcome:?}, but nothing shows the revocation: no refresh token \
+             to reuse, and the access token may live on until it expires"
+        )));
     }
     Ok(CheckResult::Passed)
 }

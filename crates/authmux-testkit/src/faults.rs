@@ -41,7 +41,9 @@ pub enum Fault {
     DelayAnswer(Duration),
     /// Close the connection without answering.
     DropConnection,
-    /// `200` with a JSON content type and a body that is not valid JSON.
+    /// `200` with a JSON content type and a body that is not valid JSON, cut off after
+    /// a token-shaped string ([`crate::server::MALFORMED_JSON_MARKER`]) that no error
+    /// may echo.
     MalformedJson,
     /// The normal answer, with a `Content-Length` of the full body but only half the
     /// bytes sent before the connection is aborted.

@@ -265,3 +265,46 @@ impl Recorder {
         *self.lock() = Log::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn issued_secrets_are_found_by_name_at_any_depth_and_in_cookies() {
+        let recorder = Recorder::default();
+        let body = serde_json::json!({
+            "data": { "access_token": "at-secret-1", "expires": 900_000, "refresh_token": "rt-secret-2" },
+            "token_type": "Bearer",
+            "token_endpoint": "https://issuer.example/token",
+            "items": [{ "jwt": "jwt-secret-3" }],
+            "token": "**********",
+        });
+        let response = FakeResponse::json(StatusCode::OK, &body)
+            .with_header(
+                "set-cookie",
+                "directus_session_token=cookie-secret-4; HttpOnly",
+            )
+            .with_header("set-cookie", "theme=dark");
+        recorder.record_issued(&response);
+        recorder.record_secret("renew-secret-5");
+        assert_eq!(
+            recorder.secrets(),
+            [
+                "at-secret-1",
+                "rt-secret-2",
+                "jwt-secret-3",
+                "cookie-secret-4",
+                "renew-secret-5"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_malformed_json_body_is_not_json_and_carries_the_marker() {
+        use crate::server::{MALFORMED_JSON_BODY, MALFORMED_JSON_MARKER};
+        assert!(serde_json::from_str::<serde_json::Value>(MALFORMED_JSON_BODY).is_err());
+        assert!(MALFORMED_JSON_BODY.contains(MALFORMED_JSON_MARKER));
+    }
+}
