@@ -19,6 +19,7 @@ mod common;
 use authmux_core::{AuthProvider, Credentials};
 use authmux_oauth2::{OAuth2Config, OAuth2Provider};
 use std::sync::Arc;
+use std::time::Duration;
 
 use authmux_testkit::FakeOAuth2;
 use authmux_testkit::conformance::{self, Endpoints, Target};
@@ -104,7 +105,9 @@ async fn conformance_against_the_real_server_pkce() {
         return;
     };
     let provider = Driven::new(live.cli_config(), Way::Pkce);
-    let target = Target::new(live.user(common::LIVE_USER));
+    // The xtask's provider grants AUTHMUX_OIDC_ACCESS_TTL_SECS.
+    let target = Target::new(live.user(common::LIVE_USER))
+        .with_lifetime(Duration::from_secs(live.access_ttl_secs));
     run(
         "authorization code + PKCE, oidc-provider",
         &provider,
@@ -119,7 +122,9 @@ async fn conformance_against_the_real_server_device_flow() {
         return;
     };
     let provider = Driven::new(live.cli_config(), Way::Device);
-    let target = Target::new(live.user(common::LIVE_USER));
+    // The xtask's provider grants AUTHMUX_OIDC_ACCESS_TTL_SECS.
+    let target = Target::new(live.user(common::LIVE_USER))
+        .with_lifetime(Duration::from_secs(live.access_ttl_secs));
     run("device flow, oidc-provider", &provider, &target).await;
 }
 
@@ -138,6 +143,7 @@ async fn conformance_against_the_real_server_client_credentials() {
     let target = Target::new(Credentials::new(
         "authmux-service",
         live.client_secret.as_str(),
-    ));
+    ))
+    .with_lifetime(Duration::from_secs(live.access_ttl_secs));
     run("client credentials, oidc-provider", &provider, &target).await;
 }
