@@ -1,5 +1,5 @@
 //! `proptest` strategies for tokens, sessions, refresh windows, expiries, error
-//! classes and lifecycle scripts (feature `proptest`; [`proptest`](crate::proptest) is
+//! classes and lifecycle scripts (feature `proptest`; [`proptest`](mod@crate::proptest) is
 //! re-exported beside them), so users can property-test their own lifecycle logic the
 //! way authmux tests its own.
 //!

@@ -33,7 +33,7 @@
 //! contain any secret: the target's passwords, every secret the fake issued (see
 //! [`Recorder::secrets`]), every token of every session returned, and the token-shaped
 //! marker inside the malformed-JSON fault's body
-//! ([`MALFORMED_JSON_MARKER`](crate::server::MALFORMED_JSON_MARKER)).
+//! ([`MALFORMED_JSON_MARKER`]).
 //!
 //! A part of a check that cannot run (no fake, nothing recorded, nothing declared) is
 //! its own check reported as [`CheckResult::Skipped`], never as passed.

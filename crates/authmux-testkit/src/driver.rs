@@ -1,5 +1,5 @@
 //! The lifecycle driver: applies a generated script to the pure
-//! [`Lifecycle`](authmux_core::lifecycle::Lifecycle) ([`check_lifecycle`]) or to a real
+//! [`Lifecycle`] ([`check_lifecycle`]) or to a real
 //! [`SessionManager`] over a [`ScriptedProvider`] ([`check_manager`]) and checks the
 //! documented invariants after every step, the way tower-test's `mock::pair` hands a
 //! middleware author both ends of a service. A script is a list of
