@@ -96,19 +96,20 @@ pub fn timestamp() -> impl Strategy<Value = SystemTime> {
         .prop_map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-/// A token set: any issue time, a lifetime from 1 s to 1 day or unknown, with or
-/// without a refresh token.
+/// A token set: any issue time, any [`lifetime`] (zero and sub-second included) or
+/// unknown, with or without a refresh token. For token sets relative to a given time
+/// (already expired, skewed), see [`token_set_at`].
 pub fn token_set() -> impl Strategy<Value = TokenSet> {
     (
         access_token(),
         proptest::option::of(refresh_token()),
         timestamp(),
-        proptest::option::of(1u64..86_400),
+        proptest::option::of(lifetime()),
     )
         .prop_map(|(access, refresh, issued_at, lifetime)| TokenSet {
             access,
             refresh,
-            expires_at: lifetime.map(|s| issued_at + Duration::from_secs(s)),
+            expires_at: lifetime.map(|l| issued_at + l),
             issued_at,
         })
 }

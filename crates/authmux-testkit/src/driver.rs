@@ -63,7 +63,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authmux_core::lifecycle::{Action, Input, Lifecycle, Phase, RefreshWindow, expired_on_arrival};
+use authmux_core::proptest::prelude::*;
 pub use authmux_core::strategies::{LifecycleOp, RefreshAnswer, lifecycle_script};
+use authmux_core::strategies::{lifetime, refresh_window};
 use authmux_core::{
     AccessToken, AuthError, Clock, Credentials, Expiry, ManualClock, MemoryStore, RefreshToken,
     Session, SessionManager, SessionStore, TokenSet,
@@ -100,6 +102,29 @@ impl Default for DriverConfig {
             refresh_delay: Duration::ZERO,
         }
     }
+}
+
+/// A [`DriverConfig`] to generate: mostly long-lived tokens, sometimes zero,
+/// sub-second or unknown lifetimes (the core's
+/// [`lifetime`](authmux_core::strategies::lifetime)), any
+/// [`refresh_window`](authmux_core::strategies::refresh_window), reuse detection on or
+/// off, no delay.
+pub fn driver_config() -> impl Strategy<Value = DriverConfig> {
+    (
+        prop_oneof![
+            3 => Just(Some(Duration::from_secs(900))),
+            2 => lifetime().prop_map(Some),
+            1 => Just(None),
+        ],
+        refresh_window(),
+        any::<bool>(),
+    )
+        .prop_map(|(lifetime, window, reuse_detection)| DriverConfig {
+            lifetime,
+            window,
+            reuse_detection,
+            refresh_delay: Duration::ZERO,
+        })
 }
 
 /// The invariant a run broke.

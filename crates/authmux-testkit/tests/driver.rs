@@ -1,35 +1,21 @@
 //! The lifecycle driver (`authmux_testkit::driver`) against the pure machine and the
 //! real session manager: generated scripts under several server configurations (zero,
-//! sub-second and unknown lifetimes, reuse detection), and fixed scripts showing that
+//! sub-second and unknown lifetimes, any refresh window, reuse detection:
+//! `driver::driver_config()`), and fixed scripts showing that
 //! a run exercises what it claims (tokens handed out, refreshes, expected errors).
 
 use std::time::Duration;
 
 use authmux_core::proptest::prelude::*;
-use authmux_testkit::driver::{self, DriverConfig, LifecycleOp, RefreshAnswer, lifecycle_script};
-
-fn config() -> impl Strategy<Value = DriverConfig> {
-    (
-        prop_oneof![
-            4 => Just(Some(Duration::from_secs(900))),
-            1 => Just(Some(Duration::ZERO)),
-            1 => Just(Some(Duration::from_millis(500))),
-            1 => Just(None),
-        ],
-        any::<bool>(),
-    )
-        .prop_map(|(lifetime, reuse_detection)| DriverConfig {
-            lifetime,
-            reuse_detection,
-            ..DriverConfig::default()
-        })
-}
+use authmux_testkit::driver::{
+    self, DriverConfig, LifecycleOp, RefreshAnswer, driver_config, lifecycle_script,
+};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_pure_machine_keeps_every_invariant(script in lifecycle_script(40), config in config()) {
+    fn the_pure_machine_keeps_every_invariant(script in lifecycle_script(40), config in driver_config()) {
         driver::check_lifecycle(&script, &config)?;
     }
 }
@@ -38,7 +24,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_manager_keeps_every_invariant(script in lifecycle_script(25), config in config()) {
+    fn the_manager_keeps_every_invariant(script in lifecycle_script(25), config in driver_config()) {
         driver::check_manager_blocking(&script, &config)?;
     }
 }
