@@ -105,10 +105,8 @@ impl Default for DriverConfig {
 }
 
 /// A [`DriverConfig`] to generate: mostly long-lived tokens, sometimes zero,
-/// sub-second or unknown lifetimes (the core's
-/// [`lifetime`](authmux_core::strategies::lifetime)), any
-/// [`refresh_window`](authmux_core::strategies::refresh_window), reuse detection on or
-/// off, no delay.
+/// sub-second or unknown lifetimes (the core's [`lifetime`] strategy), any
+/// [`refresh_window`], reuse detection on or off, no delay.
 pub fn driver_config() -> impl Strategy<Value = DriverConfig> {
     (
         prop_oneof![
