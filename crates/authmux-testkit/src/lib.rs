@@ -31,3 +31,15 @@ pub use oauth2::FakeOAuth2;
 pub use scripted::ScriptedProvider;
 pub use server::{FakeRequest, FakeResponse, RateLimit, ServerHandle};
 pub use stream::StreamServer;
+
+/// The worked example of `docs/writing-an-adapter.md` (`examples/toy_adapter.rs`), run
+/// as a doc test: it compiles against the published API and passes the conformance
+/// suite.
+#[cfg(doctest)]
+#[doc = concat!("```\n", include_str!("../examples/toy_adapter.rs"), "\n```")]
+pub struct WorkedExample;
+
+/// The template adapter (`examples/template.rs`), run as a doc test.
+#[cfg(doctest)]
+#[doc = concat!("```\n", include_str!("../examples/template.rs"), "\n```")]
+pub struct TemplateAdapter;

@@ -1,6 +1,7 @@
 //! `docs/writing-an-adapter.md` quotes the worked example verbatim: every Rust block in
-//! the guide is a piece of `examples/toy_adapter.rs`, which compiles (it is an example
-//! target, and `tests/custom_adapter.rs` includes it) and passes the conformance suite.
+//! the guide is a piece of `examples/toy_adapter.rs`, which compiles and passes the
+//! conformance suite (it is an example target, a doc test of the crate, and
+//! `tests/custom_adapter.rs` includes it).
 //! So the guide cannot drift from the API.
 
 const GUIDE: &str = include_str!("../../../docs/writing-an-adapter.md");
