@@ -343,13 +343,16 @@ pub fn transient_error() -> impl Strategy<Value = AuthError> {
             Just(TransportErrorKind::BodyTooLarge),
         ]
         .prop_map(|kind| AuthError::Transport { kind, source: None }),
-        prop_oneof![Just(500u16), Just(502), Just(503), Just(504)].prop_map(|status| {
-            AuthError::Server {
+        (
+            prop_oneof![Just(500u16), Just(502), Just(503), Just(504)],
+            proptest::option::of(0u64..120),
+        )
+            .prop_map(|(status, secs)| AuthError::Server {
                 status,
                 code: None,
                 message: None,
-            }
-        }),
+                retry_after: secs.map(Duration::from_secs),
+            }),
         proptest::option::of(0u64..120).prop_map(|secs| AuthError::RateLimited {
             retry_after: secs.map(Duration::from_secs),
         }),
