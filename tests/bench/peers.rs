@@ -169,6 +169,7 @@ fn unix_ms() -> u64 {
 // ----- authmux ---------------------------------------------------------------------
 
 /// A transport that counts the refresh calls it carries.
+#[derive(Debug)]
 struct Counting {
     inner: Arc<dyn Transport>,
     refreshes: AtomicU64,
