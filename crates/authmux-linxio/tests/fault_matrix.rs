@@ -85,11 +85,20 @@ mod refresh_retry {
         let old = manager.session().unwrap().tokens.access;
         fake.faults().push(REFRESH, fault);
         let before = fake.recorder().count(REFRESH);
-        // A still-valid token is kept through a transient failure, so this is Ok
-        // either way; whether the token changed says whether the refresh succeeded.
-        let token = manager.refresh().await.unwrap();
+        // A failed refresh is the caller's error, and the still-valid session is kept.
+        let refreshed = match manager.refresh().await {
+            Ok(token) => token != old,
+            Err(error) => {
+                assert!(
+                    authmux_testkit::conformance::fault_matrix::is_transient(&error),
+                    "{error:?}"
+                );
+                assert_eq!(manager.session().unwrap().tokens.access, old, "kept");
+                false
+            }
+        };
         fake.faults().clear_all();
-        (fake.recorder().count(REFRESH) - before, token != old)
+        (fake.recorder().count(REFRESH) - before, refreshed)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
