@@ -275,9 +275,15 @@ async fn live_two_factor_challenge_and_completion() {
         Err(AuthError::InvalidCredentials)
     ));
 
-    // And off again.
+    // And off again, with a session just signed in (the test server's access tokens
+    // live a few seconds: the one above may have expired on a loaded machine).
+    let Ok(LoginOutcome::Authenticated(fresh)) =
+        provider.login(&user.credentials().with_otp(code())).await
+    else {
+        panic!("signed in with the code")
+    };
     provider
-        .tfa_disable(&session, &code())
+        .tfa_disable(&fresh, &code())
         .await
         .expect("disable");
     assert!(matches!(
