@@ -1076,6 +1076,17 @@ impl SessionManager {
                 }
             }
             Err(error) => {
+                if matches!(error, AuthError::RefreshRejected)
+                    && let Some(successor) = self.successor_after_rejection(&session).await
+                {
+                    // Another process rotated the token this one presented: its session
+                    // (adopted above) is the answer, and the store keeps it.
+                    return if successor.tokens.is_expired_at(self.inner.clock.now()) {
+                        Err(crate::lifecycle::expired_on_arrival())
+                    } else {
+                        Ok(successor)
+                    };
+                }
                 tracing::warn!(%error, "refresh failed");
                 Input::RefreshFailed {
                     error,
@@ -1123,6 +1134,22 @@ impl SessionManager {
             (Ok(_), Err(error), None, Reason::Explicit) => Err(error),
             (result, _, _, _) => result,
         }
+    }
+
+    /// After the server refused the refresh token `presented` carried: the session
+    /// another process stored meanwhile (the same sign-in with another refresh token:
+    /// it rotated ours first), adopted into this manager. `None` when the store holds
+    /// nothing newer, and the rejection stands. This is what keeps a fleet whose lock
+    /// was lost (a lease that expired while its holder stalled) from ending, and
+    /// clearing from the store, a sign-in that is alive.
+    async fn successor_after_rejection(&self, presented: &Session) -> Option<Session> {
+        if let Err(error) = self.sync_from_store().await {
+            tracing::warn!(%error, "could not re-read the store after a refused refresh");
+            return None;
+        }
+        let current = self.session()?;
+        (current.same_sign_in(presented) && current.tokens.refresh != presented.tokens.refresh)
+            .then_some(current)
     }
 
     /// The refresh request, retried once when the server certainly did not process the

@@ -371,3 +371,70 @@ async fn a_token_expired_on_arrival_is_never_handed_out() {
     assert_eq!(provider.record().refresh_calls, 2);
     assert_eq!(provider.record().spent_presented, 0);
 }
+
+/// A store in front of a shared one that serves a stale snapshot on demand: what a
+/// process sees when its refresh lock was lost (a lease that expired while it stalled)
+/// and another process rotated the session in between.
+#[derive(Debug)]
+struct StaleOnce {
+    inner: MemoryStore,
+    stale: Arc<std::sync::Mutex<Option<Versioned>>>,
+}
+
+#[async_trait]
+impl SessionStore for StaleOnce {
+    async fn load(&self) -> Result<Option<Versioned>, AuthError> {
+        let stale = self.stale.lock().unwrap().take();
+        match stale {
+            Some(snapshot) => Ok(Some(snapshot)),
+            None => self.inner.load().await,
+        }
+    }
+    async fn compare_and_swap(
+        &self,
+        expected: Option<u64>,
+        new: Option<&Session>,
+    ) -> Result<Swap, AuthError> {
+        self.inner.compare_and_swap(expected, new).await
+    }
+    async fn lock(&self) -> Result<StoreLock, AuthError> {
+        self.inner.lock().await
+    }
+}
+
+/// A refresh refused because another process already rotated the token adopts that
+/// process's session from the store: the caller gets its token, and the store keeps
+/// the live sign-in (it used to end the session and clear the store under the fleet).
+#[tokio::test]
+async fn a_refresh_refused_after_another_process_rotated_adopts_its_session() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let provider = Scripted::new(clock.clone());
+    let shared = MemoryStore::new();
+    let a = manager_over(&provider, shared.clone());
+    a.login(&credentials()).await.unwrap();
+    let snapshot = shared.load().await.unwrap().unwrap();
+    let stale = Arc::new(std::sync::Mutex::new(None));
+    let b = manager_over(
+        &provider,
+        StaleOnce {
+            inner: shared.clone(),
+            stale: Arc::clone(&stale),
+        },
+    );
+    b.restore().await.unwrap().unwrap();
+    // A rotates; B then reads the store before refreshing and is served the old
+    // session, so it presents the refresh token A already spent.
+    let rotated = a.refresh().await.unwrap();
+    *stale.lock().unwrap() = Some(snapshot);
+    let got = b.refresh().await.expect("adopted, not refused");
+    assert_eq!(got, rotated);
+    assert_eq!(provider.record().rejections, 1, "B's refresh was refused");
+    assert_eq!(b.access_token().await.unwrap(), rotated);
+    let stored = shared
+        .load()
+        .await
+        .unwrap()
+        .expect("the store keeps the sign-in");
+    assert_eq!(stored.session.tokens.access, rotated);
+    assert_eq!(a.access_token().await.unwrap(), rotated);
+}
