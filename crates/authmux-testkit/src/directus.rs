@@ -131,6 +131,14 @@ pub use crate::users::DEFAULT_PASSWORD;
 use crate::users::{User, Users};
 use state::{DirectusState, Mode};
 
+/// Directus's error envelope for an HTTP status, `{"errors":[{"message", "extensions":
+/// {"code"}}]}` with the code Directus uses for it: what the fake (and
+/// [`crate::fault_proxy::FaultProxy`] in front of a real Directus) answers an injected
+/// [`crate::Fault::Status`] with.
+pub fn error_envelope(status: http::StatusCode, message: &str) -> crate::server::FakeResponse {
+    wire::status_envelope(status, message)
+}
+
 /// The cookie Directus keeps the refresh token in (`REFRESH_TOKEN_COOKIE_NAME`).
 pub const REFRESH_COOKIE: &str = "directus_refresh_token";
 /// The cookie Directus keeps the session JWT in (`SESSION_COOKIE_NAME`).

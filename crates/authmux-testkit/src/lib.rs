@@ -7,6 +7,7 @@ pub mod deps;
 pub mod directus;
 pub mod driver;
 pub mod families;
+pub mod fault_proxy;
 pub mod faults;
 pub mod jwt;
 pub mod linkutm;
@@ -24,6 +25,7 @@ pub use authmux_core::clock::{Clock, ManualClock, SystemClock};
 /// The core's `proptest` strategies (sessions, token sets, lifecycle scripts), so that
 /// one dev-dependency on the test kit is enough.
 pub use authmux_core::strategies;
+pub use fault_proxy::FaultProxy;
 pub use faults::{Fault, JsonEdit};
 pub use linkutm::FakeLinkUtm;
 pub use linxio::FakeLinxio;
