@@ -27,6 +27,7 @@ use crate::directus::{self, Running, StartFlags};
 use crate::oidc::{self, OidcServer};
 use crate::redis::{self, RedisServer};
 use crate::run::{run, tail};
+use crate::secret_scan;
 
 /// The number of steps, for progress lines.
 const STEPS: u32 = 6;
@@ -236,15 +237,50 @@ fn static_checks() -> Result {
 }
 
 /// Steps 3 and 4: tests and doc tests, with `env` for the live ones.
+///
+/// The tests run once, at TRACE, with the fakes recording every secret they issue, and
+/// their captured output (passing tests' too, in nextest's JUnit report) is then
+/// scanned for those secrets ([`secret_scan`]).
 fn tests(env: &[(&'static str, String)]) -> Result {
+    let target = target_dir();
+    let scan_dir = target.join("secret-scan");
+    std::fs::create_dir_all(&scan_dir)
+        .map_err(|e| format!("cannot create {}: {e}", scan_dir.display()))?;
+    let secret_log = scan_dir.join("secrets.txt");
+    let junit = target.join("nextest").join("ci").join("junit.xml");
+    for stale in [&secret_log, &junit] {
+        // A report or record of an earlier run must not pass for this one's.
+        let _ = std::fs::remove_file(stale);
+    }
     let mut unit = cargo();
-    if has_nextest() {
-        unit.args(["nextest", "run", "--workspace", "--all-features"]);
+    let nextest = has_nextest();
+    if nextest {
+        unit.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--profile",
+            "ci",
+        ])
+        .env("RUST_LOG", "trace")
+        .env("AUTHMUX_SECRET_LOG", &secret_log);
     } else {
-        println!("xtask: cargo-nextest is not installed; using cargo test");
+        println!(
+            "xtask: cargo-nextest is not installed; using cargo test, WITHOUT the secret scan \
+             (it reads nextest's JUnit report)"
+        );
         unit.args(["test", "--workspace", "--all-features"]);
     }
-    step(3, "tests", unit.envs(env.iter().cloned()))?;
+    step(
+        3,
+        "tests (at TRACE, then the secret scan of their output)",
+        unit.envs(env.iter().cloned()),
+    )?;
+    if nextest {
+        let scan = secret_scan::scan_files(&junit, &secret_log)?;
+        println!("xtask: {}", secret_scan::verdict(&scan, &secret_log)?);
+    }
     step(
         4,
         "doc tests (nextest does not run them)",
@@ -293,6 +329,21 @@ fn step(number: u32, name: &str, command: &mut Command) -> Result {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The workspace's target folder (`$CARGO_TARGET_DIR`, else `target` at the root).
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(
+            || {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .parent()
+                    .unwrap_or_else(|| std::path::Path::new("."))
+                    .join("target")
+            },
+            std::path::PathBuf::from,
+        )
 }
 
 /// The cargo that runs us (`$CARGO`), else `cargo` from `PATH`.

@@ -12,6 +12,7 @@ mod directus;
 mod oidc;
 mod redis;
 mod run;
+mod secret_scan;
 
 /// Every xtask step either succeeds or fails with a message for the person at the terminal.
 type Result<T = ()> = std::result::Result<T, String>;
@@ -21,7 +22,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   ci [--no-directus] [--no-oidc]
-                       fmt check, clippy, tests, doc tests and docs, as CI runs them.
+                       fmt check, clippy, tests (at TRACE, with the secret scan of
+                       their output), doc tests and docs, as CI runs them.
                        Starts two Directus servers and the OpenID provider for the live
                        tests (and stops them) unless AUTHMUX_DIRECTUS_URL /
                        AUTHMUX_OIDC_ISSUER is set or --no-directus / --no-oidc is given,
@@ -58,6 +60,11 @@ usage: cargo xtask <command>
                        for the running server: eval \"$(cargo xtask redis env)\"
   redis stop           stop it and remove its temp folder
 
+  secret-scan          fail if a secret the fakes recorded appears in any test's
+                       output: after `RUST_LOG=trace AUTHMUX_SECRET_LOG=$PWD/target/
+                       secret-scan/secrets.txt cargo nextest run --profile ci ...`
+                       (ci runs the whole suite this way and scans it)
+
   start, env and stop share their record of the servers through the cache folder; when
   several people share one machine account, each sets AUTHMUX_DIRECTUS_INSTANCE=<name>
   (AUTHMUX_REDIS_INSTANCE=<name> for Redis) so as to start, see and stop only their
@@ -71,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Some("directus") => directus::main(&args[1..]),
         Some("oidc") => oidc::main(&args[1..]),
         Some("redis") => redis::main(&args[1..]),
+        Some("secret-scan") => secret_scan::main(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

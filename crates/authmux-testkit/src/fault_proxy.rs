@@ -140,6 +140,7 @@ impl FaultProxyBuilder {
     /// When the upstream is not an `http://` URL with a host, or the port cannot be
     /// bound, or the thread cannot start.
     pub fn start(self) -> io::Result<FaultProxy> {
+        crate::secret_log::init_tracing();
         let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_owned());
         if self.upstream.scheme() != "http" {
             return Err(invalid(

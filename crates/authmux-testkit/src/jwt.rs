@@ -105,8 +105,10 @@ impl JwtKeys {
     /// # Panics
     /// Never in practice: HS256 signing of serializable claims cannot fail.
     pub fn sign(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .expect("HS256 signing of plain claims cannot fail")
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail");
+        crate::secret_log::record(&token);
+        token
     }
 
     /// Issues a token for `sub` at `now`, expiring after `lifetime` (`None`: no `exp`),
@@ -123,7 +125,7 @@ impl JwtKeys {
             sub: sub.to_owned(),
             iat,
             exp: lifetime.map(|l| iat.saturating_add(l.as_secs())),
-            jti: random_token(16),
+            jti: random_id(16),
             extra,
         };
         (self.sign(&claims), claims)
@@ -205,8 +207,16 @@ pub fn iso8601_millis(at: SystemTime) -> String {
     )
 }
 
-/// A random alphanumeric string of `len` characters (for opaque tokens and ids).
+/// A random alphanumeric string of `len` characters, for opaque tokens, codes and
+/// passwords: recorded in the secret log ([`crate::secret_log`]).
 pub fn random_token(len: usize) -> String {
+    let token = random_id(len);
+    crate::secret_log::record(&token);
+    token
+}
+
+/// A random alphanumeric string of `len` characters that is not a secret (a `jti`).
+fn random_id(len: usize) -> String {
     std::iter::repeat_with(fastrand::alphanumeric)
         .take(len)
         .collect()

@@ -16,6 +16,7 @@ pub mod oauth2;
 pub mod recorder;
 pub mod redis;
 pub mod scripted;
+pub mod secret_log;
 pub mod server;
 pub mod store_conformance;
 pub mod stream;

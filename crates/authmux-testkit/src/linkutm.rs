@@ -595,7 +595,9 @@ fn user_json(user: &User) -> Value {
 }
 
 fn random_code() -> String {
-    format!("{:06}", fastrand::u32(0..1_000_000))
+    let code = format!("{:06}", fastrand::u32(0..1_000_000));
+    crate::secret_log::record(&code);
+    code
 }
 
 impl LinkUtmState {

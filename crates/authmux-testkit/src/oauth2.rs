@@ -246,6 +246,7 @@ impl FakeOAuth2 {
         settings: OAuth2Settings,
         clock: Arc<dyn Clock>,
     ) -> io::Result<Self> {
+        crate::secret_log::record(CLIENT_SECRET);
         let id_key = ed25519_key()?;
         let mut jwk = Jwk::from_encoding_key(&id_key, Algorithm::EdDSA)
             .map_err(|e| io::Error::other(format!("cannot build the JWKS: {e}")))?;
@@ -898,7 +899,9 @@ impl Fake {
             }
             _ => jsonwebtoken::encode(&header, &claims, &self.id_key),
         };
-        signed.unwrap_or_default()
+        let signed = signed.unwrap_or_default();
+        crate::secret_log::record(&signed);
+        signed
     }
 
     fn userinfo(&self, req: &FakeRequest, cx: &Context<'_>) -> FakeResponse {

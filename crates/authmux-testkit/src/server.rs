@@ -844,6 +844,7 @@ impl ServerHandle {
     /// # Errors
     /// When the port cannot be bound or the server thread cannot start.
     pub fn start<H: Handler>(handler: Arc<H>, config: ServerConfig) -> io::Result<Self> {
+        crate::secret_log::init_tracing();
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;

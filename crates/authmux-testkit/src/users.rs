@@ -181,6 +181,7 @@ impl Users {
 
     /// Adds a user (replacing one with the same email) and numbers it; returns it.
     pub fn add(&self, mut user: User) -> User {
+        record_secrets(&user);
         let mut list = self.lock();
         list.retain(|u| !u.email.eq_ignore_ascii_case(&user.email));
         user.number = list.iter().map(|u| u.number).max().unwrap_or(0) + 1;
@@ -206,6 +207,7 @@ impl Users {
         match self.lock().iter_mut().find(|u| u.id == id) {
             Some(u) => {
                 change(u);
+                record_secrets(u);
                 true
             }
             None => false,
@@ -215,6 +217,14 @@ impl Users {
     /// Every user.
     pub fn all(&self) -> Vec<User> {
         self.lock().clone()
+    }
+}
+
+/// Records a user's password and one-time code in the secret log.
+fn record_secrets(user: &User) {
+    crate::secret_log::record(&user.password);
+    if let Some(code) = &user.otp_code {
+        crate::secret_log::record(code);
     }
 }
 

@@ -265,12 +265,14 @@ pub(crate) fn sign(
         Value::from(iat.saturating_add(lifetime.as_secs())),
     );
     claims.insert("iss".into(), Value::from("directus"));
-    jsonwebtoken::encode(
+    let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
         &EncodingKey::from_secret(secret),
     )
-    .expect("HS256 signing of a JSON object cannot fail")
+    .expect("HS256 signing of a JSON object cannot fail");
+    crate::secret_log::record(&token);
+    token
 }
 
 /// `verifyJWT(token, SECRET)`: signature, then `exp` against `now`, then `iss`.
@@ -354,7 +356,10 @@ pub(crate) fn totp_code(secret_base32: &str, at: SystemTime) -> Option<String> {
         .with_secret(secret.as_bytes().to_vec())
         .with_skew(0)
         .build_noncompliant();
-    Some(totp.generate(unix_secs(at)).to_string())
+    crate::secret_log::record(secret_base32);
+    let code = totp.generate(unix_secs(at)).to_string();
+    crate::secret_log::record(&code);
+    Some(code)
 }
 
 /// otplib's `authenticator.check` with its default window of 0: the code must be the
