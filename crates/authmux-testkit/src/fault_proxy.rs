@@ -4,8 +4,11 @@
 //! drives a fake and a real server alike.
 //!
 //! Each request is routed to an endpoint name with the fakes' patterns
-//! ([`crate::server::match_endpoint`]; `"<METHOD> <path>"` when no pattern matches),
-//! recorded in a [`Recorder`] (head only: bodies are streamed, not kept), and then:
+//! ([`crate::server::match_endpoint`]; `"<METHOD> <path>"` when no pattern matches)
+//! and recorded in [`FaultProxy::recorder`] (every request that arrived). The body of
+//! a request to a named endpoint (an auth call: small) is read first, so both
+//! recorders hold it (e.g. the refresh token a refresh presented); any other request's
+//! body streams through and is recorded empty. Then:
 //!
 //! | fault | what the proxy does | reaches the server |
 //! |---|---|---|
@@ -17,9 +20,9 @@
 //! | [`Fault::TruncatedBody`] | forwards; sends the real head with the full `Content-Length` and half the body, then aborts | yes |
 //! | [`Fault::OversizedBody`] | forwards; pads the real body with spaces (a `204` becomes `200`) | yes |
 //!
-//! [`FaultProxy::forwarded`] counts, per endpoint, the requests that reached the server
-//! (so a test can count the refreshes the real server processed), beside the
-//! recorder's count of requests that arrived.
+//! [`FaultProxy::reached`] records the requests that reached the server, and
+//! [`FaultProxy::forwarded`] counts them per endpoint (so a test can count the
+//! refreshes the real server processed), beside the recorder of requests that arrived.
 //!
 //! Each request goes upstream on a fresh connection (no pooling: a fault that aborts a
 //! connection never poisons the next request). The upstream must be `http://`.
@@ -57,7 +60,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -65,7 +68,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use url::Url;
@@ -172,7 +175,7 @@ impl FaultProxyBuilder {
             envelope: self.envelope,
             faults: Faults::default(),
             recorder: Recorder::default(),
-            forwarded: Mutex::new(HashMap::new()),
+            reached: Recorder::default(),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -257,30 +260,31 @@ impl FaultProxy {
         &self.shared.faults
     }
 
-    /// Every request that arrived, faulted or not (heads only: bodies stream through
-    /// and are recorded empty).
+    /// Every request that arrived, faulted or not (bodies of requests to named
+    /// endpoints only; others stream through and are recorded empty).
     pub fn recorder(&self) -> &Recorder {
         &self.shared.recorder
     }
 
+    /// Every request forwarded to the upstream server (recorded as it went out).
+    pub fn reached(&self) -> &Recorder {
+        &self.shared.reached
+    }
+
     /// How many requests to `endpoint` were forwarded to the upstream server.
     pub fn forwarded(&self, endpoint: &str) -> usize {
-        self.shared
-            .forwarded()
-            .get(endpoint)
-            .copied()
-            .unwrap_or_default()
+        self.shared.reached.count(endpoint)
     }
 
     /// Every endpoint's count of requests forwarded to the upstream server.
     pub fn forwarded_counts(&self) -> HashMap<String, usize> {
-        self.shared.forwarded().clone()
+        self.shared.reached.counts()
     }
 
-    /// Forgets the recorded requests and the forwarded counts (faults stay).
+    /// Forgets what both recorders hold (faults stay).
     pub fn reset_counts(&self) {
         self.shared.recorder.reset();
-        self.shared.forwarded().clear();
+        self.shared.reached.reset();
     }
 
     /// Blocks the calling thread for as long as the process runs.
@@ -319,7 +323,13 @@ struct Shared {
     envelope: ErrorEnvelope,
     faults: Faults,
     recorder: Recorder,
-    forwarded: Mutex<HashMap<String, usize>>,
+    reached: Recorder,
+}
+
+/// A request on its way upstream: its body either read (named endpoints) or streaming.
+enum Outgoing {
+    Read(Request<Full<Bytes>>),
+    Streaming(Request<Incoming>),
 }
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1).
@@ -352,12 +362,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 impl Shared {
-    fn forwarded(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.forwarded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     async fn serve(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -367,19 +371,30 @@ impl Shared {
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str)
             .to_owned();
-        let endpoint = match_endpoint(&self.endpoints, request.method(), request.uri().path())
-            .map_or_else(
-                || format!("{} {}", request.method(), request.uri().path()),
-                |(pattern, _)| pattern.to_owned(),
-            );
-        let head = FakeRequest::new(
-            request.method().clone(),
-            &target,
-            request.headers().clone(),
-            Bytes::new(),
+        let routed = match_endpoint(&self.endpoints, request.method(), request.uri().path());
+        let endpoint = routed.as_ref().map_or_else(
+            || format!("{} {}", request.method(), request.uri().path()),
+            |(pattern, _)| (*pattern).to_owned(),
         );
+        let (method, headers) = (request.method().clone(), request.headers().clone());
+        let (request, body) = if routed.is_some() {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|_| ProxyError("the request body broke off"))?
+                .to_bytes();
+            (
+                Outgoing::Read(Request::from_parts(parts, Full::new(body.clone()))),
+                body,
+            )
+        } else {
+            (Outgoing::Streaming(request), Bytes::new())
+        };
+        let head = FakeRequest::new(method, &target, headers, body);
         self.recorder
             .record(&endpoint, &head, std::time::SystemTime::now());
+        let request = (request, head);
         let Some(fault) = self.faults.next_for(&endpoint) else {
             return self.forward(&endpoint, request).await;
         };
@@ -444,8 +459,25 @@ impl Shared {
     async fn send_upstream(
         &self,
         endpoint: &str,
-        request: Request<Incoming>,
+        (request, head): (Outgoing, FakeRequest),
     ) -> Result<Response<Incoming>, ProxyError> {
+        match request {
+            Outgoing::Read(request) => self.send_upstream_with(endpoint, request, &head).await,
+            Outgoing::Streaming(request) => self.send_upstream_with(endpoint, request, &head).await,
+        }
+    }
+
+    async fn send_upstream_with<B>(
+        &self,
+        endpoint: &str,
+        request: Request<B>,
+        head: &FakeRequest,
+    ) -> Result<Response<Incoming>, ProxyError>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (mut parts, body) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(HOST, self.host_header.clone());
@@ -463,7 +495,8 @@ impl Shared {
             .await
             .map_err(|_| ProxyError("the upstream handshake failed"))?;
         tokio::spawn(connection);
-        *self.forwarded().entry(endpoint.to_owned()).or_default() += 1;
+        self.reached
+            .record(endpoint, head, std::time::SystemTime::now());
         sender
             .send_request(Request::from_parts(parts, body))
             .await
@@ -475,7 +508,7 @@ impl Shared {
     async fn forward(
         &self,
         endpoint: &str,
-        request: Request<Incoming>,
+        request: (Outgoing, FakeRequest),
     ) -> Result<Response<ProxyBody>, ProxyError> {
         match self.send_upstream(endpoint, request).await {
             Ok(response) => {
@@ -491,7 +524,7 @@ impl Shared {
     async fn forward_buffered(
         &self,
         endpoint: &str,
-        request: Request<Incoming>,
+        request: (Outgoing, FakeRequest),
     ) -> Result<(http::response::Parts, Bytes), ProxyError> {
         let response = self.send_upstream(endpoint, request).await?;
         let (mut parts, body) = response.into_parts();

@@ -69,7 +69,9 @@ pub fn record(secret: &str) {
     if secret.is_empty() || secret.contains(['\n', '\r']) {
         return;
     }
-    let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut log = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !log.seen.insert(secret.to_owned()) {
         return;
     }
@@ -98,10 +100,11 @@ pub fn init_tracing() {
         if !in_test_harness {
             return;
         }
-        let Some(level) = std::env::var("RUST_LOG")
-            .ok()
-            .and_then(|v| v.trim().parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        else {
+        let Some(level) = std::env::var("RUST_LOG").ok().and_then(|v| {
+            v.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        }) else {
             return;
         };
         let subscriber = tracing_subscriber::fmt()

@@ -57,6 +57,14 @@ async fn forwards_unfaulted_requests_and_counts_what_reached_the_server() {
     assert_eq!(seen.query.as_deref(), Some("fields=id,email"));
     assert_eq!(seen.bearer(), Some(access.as_str()));
     assert_eq!(seen.header("host"), Some(fake.addr().to_string().as_str()));
+    // Bodies of requests to named endpoints are recorded on both sides.
+    let presented = proxy
+        .reached()
+        .last(endpoints::REFRESH)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(presented["refresh_token"], refresh.as_str());
     for endpoint in [endpoints::LOGIN, endpoints::REFRESH, endpoints::ME] {
         assert_eq!(proxy.recorder().count(endpoint), 1, "{endpoint}");
         assert_eq!(proxy.forwarded(endpoint), 1, "{endpoint}");
@@ -95,6 +103,16 @@ async fn answers_status_429_and_malformed_itself_without_reaching_the_server() {
     assert_eq!(r.status, 200);
     assert!(serde_json::from_str::<serde_json::Value>(&r.text).is_err());
     assert_eq!(proxy.recorder().count(endpoints::LOGIN), 3);
+    assert_eq!(
+        proxy
+            .recorder()
+            .last(endpoints::LOGIN)
+            .unwrap()
+            .json()
+            .unwrap()["email"],
+        ALICE_EMAIL
+    );
+    assert_eq!(proxy.reached().total(), 0);
     assert_eq!(proxy.forwarded(endpoints::LOGIN), 0);
     assert_eq!(fake.recorder().count(endpoints::LOGIN), 0);
     // The queue is spent: the next login goes through.
