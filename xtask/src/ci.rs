@@ -11,6 +11,10 @@
 //! While Directus runs, after the doc tests, it runs the peers benchmark's smoke version
 //! against it ([`crate::bench::smoke`]: each scenario once, nothing written to the docs);
 //! the SDK it needs installs while the static checks run.
+//! The test step runs the suite once at TRACE and scans every test's output for the
+//! secrets the fakes recorded ([`crate::secret_scan`]); the chaos soak
+//! ([`crate::soak`], 60 s) runs after the benchmark smoke run, against the fakes and
+//! that Directus.
 //!
 //! Likewise, unless `AUTHMUX_REDIS_URL` is already set, it starts a throwaway
 //! `redis-server` ([`crate::redis`], installing Debian's package when missing) for the
@@ -27,10 +31,10 @@ use crate::directus::{self, Running, StartFlags};
 use crate::oidc::{self, OidcServer};
 use crate::redis::{self, RedisServer};
 use crate::run::{run, tail};
-use crate::secret_scan;
+use crate::{secret_scan, soak};
 
 /// The number of steps, for progress lines.
-const STEPS: u32 = 6;
+const STEPS: u32 = 7;
 
 /// Runs `cargo xtask ci [--no-directus] [--no-oidc]`.
 pub(crate) fn main(args: &[String]) -> Result {
@@ -152,7 +156,22 @@ pub(crate) fn main(args: &[String]) -> Result {
             };
             println!("xtask: test environment: {name}={shown}");
         }
-        let result = tests(&env).and_then(|()| bench_smoke(&env, sdk.as_ref()));
+        let result = tests(&env)
+            .and_then(|()| bench_smoke(&env, sdk.as_ref()))
+            .and_then(|()| {
+                // Step 6: the chaos soak, on the fakes and the real Directus still running.
+                println!(
+                    "xtask: ci step 6/{STEPS}: soak ({} s)",
+                    soak::DEFAULT_SECONDS
+                );
+                let started = Instant::now();
+                soak::soak(&env, soak::DEFAULT_SECONDS)?;
+                println!(
+                    "xtask: ci step 6/{STEPS}: soak passed ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            });
         if result.is_err() {
             for server in servers.iter().flat_map(|s| &s.0) {
                 println!(
@@ -308,10 +327,10 @@ fn bench_smoke(env: &[(&'static str, String)], sdk: Option<&Install>) -> Result 
     Ok(())
 }
 
-/// Step 6: the docs build without warnings.
+/// Step 7: the docs build without warnings.
 fn docs() -> Result {
     step(
-        6,
+        7,
         "docs",
         cargo()
             .args(["doc", "--workspace", "--no-deps", "--all-features"])
@@ -347,7 +366,7 @@ pub(crate) fn target_dir() -> std::path::PathBuf {
 }
 
 /// The cargo that runs us (`$CARGO`), else `cargo` from `PATH`.
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 

@@ -13,6 +13,7 @@ mod oidc;
 mod redis;
 mod run;
 mod secret_scan;
+mod soak;
 
 /// Every xtask step either succeeds or fails with a message for the person at the terminal.
 type Result<T = ()> = std::result::Result<T, String>;
@@ -23,7 +24,7 @@ usage: cargo xtask <command>
 
   ci [--no-directus] [--no-oidc]
                        fmt check, clippy, tests (at TRACE, with the secret scan of
-                       their output), doc tests and docs, as CI runs them.
+                       their output), doc tests, a 60 s soak and docs, as CI runs them.
                        Starts two Directus servers and the OpenID provider for the live
                        tests (and stops them) unless AUTHMUX_DIRECTUS_URL /
                        AUTHMUX_OIDC_ISSUER is set or --no-directus / --no-oidc is given,
@@ -60,6 +61,13 @@ usage: cargo xtask <command>
                        for the running server: eval \"$(cargo xtask redis env)\"
   redis stop           stop it and remove its temp folder
 
+  soak [--seconds N]   the chaos soak (default 60 s): CLI and manager processes sharing
+                       a profile on each fake and on the real Directus behind the fault
+                       proxy, with random faults and short token lifetimes; prints calls,
+                       transient errors, sessions lost, refreshes per expiry and the
+                       longest call; fails on a lost session or a double refresh.
+                       Starts (and stops) a Directus unless AUTHMUX_DIRECTUS_URL is set.
+
   secret-scan          fail if a secret the fakes recorded appears in any test's
                        output: after `RUST_LOG=trace AUTHMUX_SECRET_LOG=$PWD/target/
                        secret-scan/secrets.txt cargo nextest run --profile ci ...`
@@ -79,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Some("oidc") => oidc::main(&args[1..]),
         Some("redis") => redis::main(&args[1..]),
         Some("secret-scan") => secret_scan::main(&args[1..]),
+        Some("soak") => soak::main(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

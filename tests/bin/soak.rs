@@ -1,0 +1,664 @@
+//! `authmux-soak`: the chaos soak `cargo xtask soak` runs (see `xtask/src/soak.rs`).
+//!
+//! `authmux-soak conduct --seconds N --cli PATH` starts the Linxio, LinkUTM and Directus
+//! fakes with short token lifetimes (in this process) and, when `AUTHMUX_DIRECTUS_URL`
+//! is set, the test kit's fault proxy in front of that real Directus. For each of
+//! these targets it signs in once with the `authmux` CLI into a profile of its own,
+//! then, for N seconds, runs at once: [`WORKERS`] manager processes (this binary's
+//! `worker` mode: a `SessionManager` over the profile's `FileStore`, sending authorized
+//! requests in a loop), a loop of `authmux token` / `authmux whoami` processes on the
+//! same profile, and a stream of random faults on the target's endpoints (the kit's
+//! `Faults`, on the fake itself or on the proxy). Faults on the refresh endpoint are
+//! only ones the server never processes (5xx, 429, a dropped connection, a short
+//! delay): a lost answer to a rotating refresh is unrecoverable by design (tested in
+//! `crates/authmux-directus/tests/live_faults.rs`), not a soak finding.
+//!
+//! It prints one line per target and exits non-zero when a session was lost (a
+//! manager left without one, or the profile's token no longer works at the end) or a
+//! refresh credential reached the server twice (a double refresh). Errors that ask for
+//! a new sign-in (401, CLI exit 3) while the session in fact lived on are counted and
+//! printed with their messages ("sign-in errors while the session lived"), not failed
+//! on: they are misleading answers, not lost sessions.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the soak reports on stdout; workers report to the conductor on stdout"
+)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authmux::{FileStore, ProviderConfig, SessionManager};
+use authmux_testkit::directus::FakeDirectus;
+use authmux_testkit::fault_proxy::FaultProxy;
+use authmux_testkit::faults::Faults;
+use authmux_testkit::recorder::Recorder;
+use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
+use authmux_testkit::{FakeLinkUtm, FakeLinxio, Fault};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// Manager processes per target.
+const WORKERS: usize = 2;
+/// The access-token lifetime on the fakes.
+const FAKE_TTL: Duration = Duration::from_secs(3);
+/// The pause between two calls of one worker.
+const PAUSE: Duration = Duration::from_millis(100);
+/// The profile every target's processes share.
+const PROFILE: &str = "soak";
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match args.first().map(String::as_str) {
+        Some("conduct") => runtime.block_on(conduct(&args[1..])),
+        Some("worker") => runtime.block_on(worker(&args[1..])),
+        _ => Err("usage: authmux-soak conduct --seconds N --cli PATH | worker ...".into()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("authmux-soak: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--name value` pairs.
+fn flags(args: &[String]) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    let mut it = args.iter();
+    while let Some(name) = it.next() {
+        let name = name
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument `{name}`"))?;
+        let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+        out.insert(name.to_owned(), value.clone());
+    }
+    Ok(out)
+}
+
+fn flag<'a>(flags: &'a HashMap<String, String>, name: &str) -> Result<&'a str, String> {
+    flags
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| format!("--{name} is required"))
+}
+
+fn seconds(flags: &HashMap<String, String>) -> Result<Duration, String> {
+    let text = flag(flags, "seconds")?;
+    text.parse()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("--seconds {text}: {e}"))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// ----- worker ----------------------------------------------------------------------
+
+/// One manager process: the profile's backend (`config.json`) and its `FileStore`,
+/// authorized `GET <path>` in a loop until the time is up; prints one JSON line.
+async fn worker(args: &[String]) -> Result<(), String> {
+    let flags = flags(args)?;
+    let dir = PathBuf::from(flag(&flags, "profile-dir")?);
+    let path = flag(&flags, "path")?.to_owned();
+    let deadline = Instant::now() + seconds(&flags)?;
+    let mut config: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("config.json")).map_err(|e| format!("config.json: {e}"))?,
+    )
+    .map_err(|e| format!("config.json: {e}"))?;
+    if let Some(object) = config.as_object_mut() {
+        object.remove("email");
+        object.remove("store");
+    }
+    let provider = ProviderConfig::from_value(config)
+        .and_then(|c| c.build())
+        .map_err(|e| format!("the profile's backend: {e}"))?;
+    let manager = SessionManager::builder(provider)
+        .store(FileStore::new(dir.join("session.json")))
+        .build();
+    manager
+        .restore()
+        .await
+        .map_err(|e| format!("restore: {e}"))?
+        .ok_or("no session in the profile")?;
+    let (mut calls, mut transient, mut definitive, mut max_ms) = (0u64, 0u64, 0u64, 0u64);
+    let mut lost = false;
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    while Instant::now() < deadline {
+        let request = http::Request::get(path.as_str())
+            .body(Bytes::new())
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let result = manager.send(request).await;
+        max_ms = max_ms.max(millis(started.elapsed()));
+        calls += 1;
+        let failure = match result {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) if response.status() == http::StatusCode::UNAUTHORIZED => {
+                definitive += 1;
+                Some("401 after the refresh and replay".to_owned())
+            }
+            Ok(response) => {
+                transient += 1;
+                Some(format!("status {}", response.status()))
+            }
+            Err(error) if error.needs_sign_in() => {
+                definitive += 1;
+                Some(error.to_string())
+            }
+            Err(error) => {
+                transient += 1;
+                Some(error.to_string())
+            }
+        };
+        if let Some(failure) = failure
+            && (errors.len() < 12 || errors.contains_key(&failure))
+        {
+            *errors.entry(failure).or_default() += 1;
+        }
+        if manager.session().is_none() {
+            lost = true;
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    println!(
+        "{}",
+        json!({
+            "calls": calls, "transient": transient, "definitive": definitive,
+            "lost": lost, "max_ms": max_ms, "errors": errors,
+        })
+    );
+    Ok(())
+}
+
+// ----- conductor ---------------------------------------------------------------------
+
+/// One backend the soak runs against.
+struct Target {
+    name: &'static str,
+    /// `authmux login` flags naming the backend.
+    login: Vec<String>,
+    email: String,
+    password: String,
+    /// What the manager workers `GET`.
+    api_path: &'static str,
+    /// The endpoints of the API path and of `whoami` (any fault).
+    call_endpoints: Vec<&'static str>,
+    /// The refresh endpoint (only faults the server never processes).
+    refresh_endpoint: Option<&'static str>,
+    faults: Arc<dyn Fn() -> &'static Faults + Send + Sync>,
+    /// The refresh credentials the server processed, in order.
+    presented: Box<dyn Fn() -> Vec<String> + Send + Sync>,
+    /// The access-token lifetime.
+    ttl: Option<Duration>,
+}
+
+/// What one target's run measured.
+#[derive(Debug, Default)]
+struct Tally {
+    calls: u64,
+    transient: u64,
+    definitive: u64,
+    lost: u64,
+    max_ms: u64,
+    /// Each error message, with how often it was seen.
+    kinds: HashMap<String, u64>,
+    refreshes: usize,
+    generations: usize,
+    doubles: usize,
+    errors: Vec<String>,
+}
+
+/// Faults for authorized calls: any kind.
+fn call_fault() -> Fault {
+    match fastrand::u8(0..9) {
+        0 => Fault::Status(500),
+        1 => Fault::Status(502),
+        2 => Fault::Status(503),
+        3 => Fault::Status(504),
+        4 => Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+        5 => Fault::DropConnection,
+        6 => Fault::TruncatedBody,
+        7 => Fault::MalformedJson,
+        _ => Fault::Delay(Duration::from_millis(fastrand::u64(50..400))),
+    }
+}
+
+/// Faults for refreshes: only ones the server never processes.
+fn refresh_fault() -> Fault {
+    match fastrand::u8(0..5) {
+        0 => Fault::Status(500),
+        1 => Fault::Status(503),
+        2 => Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+        3 => Fault::DropConnection,
+        _ => Fault::Delay(Duration::from_millis(fastrand::u64(50..400))),
+    }
+}
+
+/// Leaks a value for the rest of the process (the soak's servers live until exit).
+fn keep<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
+fn refresh_tokens(recorder: &'static Recorder) -> Box<dyn Fn() -> Vec<String> + Send + Sync> {
+    Box::new(move || recorder.refresh_tokens())
+}
+
+fn targets() -> Result<Vec<Target>, String> {
+    fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
+        move |e| format!("{what}: {e}")
+    }
+    let mut out = Vec::new();
+
+    let linxio = keep(
+        FakeLinxio::builder()
+            .access_lifetime(FAKE_TTL)
+            .reuse_detection(true)
+            .rate_limit(None)
+            .start()
+            .map_err(io("the Linxio fake"))?,
+    );
+    use authmux_testkit::linxio::endpoints as lx;
+    out.push(Target {
+        name: "linxio fake",
+        login: vec![
+            "--dialect".into(),
+            "linxio".into(),
+            "--url".into(),
+            linxio.base_url().to_string(),
+        ],
+        email: ALICE_EMAIL.into(),
+        password: DEFAULT_PASSWORD.into(),
+        api_path: "/api/vehicles",
+        call_endpoints: vec![lx::VEHICLES, lx::ME],
+        refresh_endpoint: Some(lx::REFRESH),
+        faults: Arc::new(move || linxio.faults()),
+        presented: refresh_tokens(linxio.recorder()),
+        ttl: Some(FAKE_TTL),
+    });
+
+    let linkutm = keep(
+        FakeLinkUtm::builder()
+            .rate_limit_per_minute(None)
+            .start()
+            .map_err(io("the LinkUTM fake"))?,
+    );
+    use authmux_testkit::linkutm::endpoints as lu;
+    out.push(Target {
+        name: "linkutm fake",
+        login: vec![
+            "--dialect".into(),
+            "linkutm".into(),
+            "--url".into(),
+            linkutm.base_url().to_string(),
+            "--workspace".into(),
+            "acme".into(),
+        ],
+        email: ALICE_EMAIL.into(),
+        password: DEFAULT_PASSWORD.into(),
+        api_path: "/api/v1/links",
+        call_endpoints: vec![lu::LINKS, lu::PROFILE],
+        refresh_endpoint: None,
+        faults: Arc::new(move || linkutm.faults()),
+        presented: Box::new(Vec::new),
+        ttl: None,
+    });
+
+    let directus = keep(
+        FakeDirectus::builder()
+            .access_ttl(FAKE_TTL)
+            .start()
+            .map_err(io("the Directus fake"))?,
+    );
+    use authmux_testkit::directus::endpoints as dx;
+    out.push(Target {
+        name: "directus fake",
+        login: vec![
+            "--dialect".into(),
+            "directus".into(),
+            "--url".into(),
+            directus.base_url().to_string(),
+            "--mode".into(),
+            "json".into(),
+        ],
+        email: ALICE_EMAIL.into(),
+        password: DEFAULT_PASSWORD.into(),
+        api_path: "/users/me?fields=id",
+        call_endpoints: vec![dx::ME],
+        refresh_endpoint: Some(dx::REFRESH),
+        faults: Arc::new(move || directus.faults()),
+        presented: refresh_tokens(directus.recorder()),
+        ttl: Some(FAKE_TTL),
+    });
+
+    match std::env::var("AUTHMUX_DIRECTUS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => {
+            let var = |name: &str| {
+                std::env::var(name)
+                    .map_err(|_| format!("AUTHMUX_DIRECTUS_URL is set, so {name} must be too"))
+            };
+            let upstream =
+                url::Url::parse(&url).map_err(|e| format!("AUTHMUX_DIRECTUS_URL: {e}"))?;
+            let proxy = keep(FaultProxy::start(&upstream).map_err(io("the fault proxy"))?);
+            let ttl = std::env::var("AUTHMUX_DIRECTUS_ACCESS_TTL_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(Duration::from_secs);
+            out.push(Target {
+                name: "real Directus via proxy",
+                login: vec![
+                    "--dialect".into(),
+                    "directus".into(),
+                    "--url".into(),
+                    proxy.base_url().to_string(),
+                    "--mode".into(),
+                    "json".into(),
+                ],
+                email: var("AUTHMUX_DIRECTUS_ADMIN_EMAIL")?,
+                password: var("AUTHMUX_DIRECTUS_ADMIN_PASSWORD")?,
+                api_path: "/users/me?fields=id",
+                call_endpoints: vec![dx::ME],
+                refresh_endpoint: Some(dx::REFRESH),
+                faults: Arc::new(move || proxy.faults()),
+                presented: Box::new(move || {
+                    proxy
+                        .reached()
+                        .requests_to(dx::REFRESH)
+                        .iter()
+                        .filter_map(|r| r.json()?.get("refresh_token")?.as_str().map(str::to_owned))
+                        .collect()
+                }),
+                ttl,
+            });
+        }
+        None => println!(
+            "authmux-soak: AUTHMUX_DIRECTUS_URL is not set: NOT soaking the real Directus \
+             (cargo xtask soak starts one)"
+        ),
+    }
+    Ok(out)
+}
+
+/// Runs `authmux` with the target's profile; `(exit code, stderr, latency)`.
+fn cli(cli: &Path, home: &Path, args: &[&str], password: Option<&str>) -> (i32, String, Duration) {
+    let mut command = Command::new(cli);
+    command
+        .arg("--home")
+        .arg(home)
+        .args(["--profile", PROFILE])
+        .args(args)
+        .env_remove("AUTHMUX_PASSWORD")
+        .stdin(Stdio::null());
+    if let Some(password) = password {
+        command.env("AUTHMUX_PASSWORD", password);
+    }
+    let started = Instant::now();
+    match command.output() {
+        Ok(output) => (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            started.elapsed(),
+        ),
+        Err(e) => (
+            -1,
+            format!("cannot run {}: {e}", cli.display()),
+            started.elapsed(),
+        ),
+    }
+}
+
+async fn soak_target(
+    target: Target,
+    cli_path: PathBuf,
+    duration: Duration,
+) -> Result<Tally, String> {
+    let home = std::env::temp_dir().join(format!(
+        "authmux-soak-{}-{}",
+        std::process::id(),
+        target.name.replace(' ', "-")
+    ));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
+    let mut login: Vec<&str> = vec!["login"];
+    login.extend(target.login.iter().map(String::as_str));
+    login.extend(["--email", target.email.as_str()]);
+    let (code, stderr, _) = cli(&cli_path, &home, &login, Some(&target.password));
+    if code != 0 {
+        return Err(format!(
+            "{}: authmux login failed ({code}): {stderr}",
+            target.name
+        ));
+    }
+    let profile_dir = home.join("profiles").join(PROFILE);
+    let mut workers = Vec::new();
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    for _ in 0..WORKERS {
+        let child = Command::new(&me)
+            .arg("worker")
+            .arg("--profile-dir")
+            .arg(&profile_dir)
+            .args([
+                "--path",
+                target.api_path,
+                "--seconds",
+                &duration.as_secs().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a worker: {e}"))?;
+        workers.push(child);
+    }
+    let deadline = Instant::now() + duration;
+
+    // The CLI loop, on a thread of its own (each call is a process).
+    let cli_loop = {
+        let (cli_path, home) = (cli_path.clone(), home.clone());
+        std::thread::spawn(move || {
+            let mut tally = Tally::default();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let command = if n.is_multiple_of(2) { "whoami" } else { "token" };
+                let (code, stderr, took) = cli(&cli_path, &home, &[command], None);
+                tally.calls += 1;
+                tally.max_ms = tally.max_ms.max(millis(took));
+                if code != 0 {
+                    let first = stderr.lines().next().unwrap_or_default();
+                    *tally
+                        .kinds
+                        .entry(format!("authmux {command} exited {code}: {first}"))
+                        .or_default() += 1;
+                }
+                match code {
+                    0 => {}
+                    5 | 6 => tally.transient += 1,
+                    _ => {
+                        tally.definitive += 1;
+                        if tally.errors.len() < 5 {
+                            tally
+                                .errors
+                                .push(format!("authmux {command} exited {code}: {stderr}"));
+                        }
+                    }
+                }
+            }
+            tally
+        })
+    };
+
+    // Random faults until the end.
+    let faults = Arc::clone(&target.faults);
+    let (calls, refresh) = (target.call_endpoints.clone(), target.refresh_endpoint);
+    let injector = tokio::spawn(async move {
+        let mut injected = 0u64;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(100..300))).await;
+            match refresh {
+                Some(endpoint) if fastrand::bool() => faults().push(endpoint, refresh_fault()),
+                _ => faults().push(calls[fastrand::usize(..calls.len())], call_fault()),
+            }
+            injected += 1;
+        }
+        injected
+    });
+
+    let mut tally = Tally::default();
+    for child in workers {
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("a worker: {e}"))?;
+        let line = String::from_utf8_lossy(&output.stdout);
+        let report: Value = serde_json::from_str(line.trim()).map_err(|_| {
+            format!(
+                "{}: a worker failed ({}): {}",
+                target.name,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })?;
+        let n = |key: &str| report[key].as_u64().unwrap_or_default();
+        tally.calls += n("calls");
+        tally.transient += n("transient");
+        tally.definitive += n("definitive");
+        tally.max_ms = tally.max_ms.max(n("max_ms"));
+        tally.lost += u64::from(report["lost"].as_bool().unwrap_or_default());
+        for (error, count) in report["errors"].as_object().into_iter().flatten() {
+            *tally.kinds.entry(format!("manager: {error}")).or_default() +=
+                count.as_u64().unwrap_or_default();
+        }
+    }
+    let cli_tally = cli_loop.join().map_err(|_| "the CLI loop panicked")?;
+    let injected = injector.await.map_err(|e| e.to_string())?;
+    tally.calls += cli_tally.calls;
+    tally.transient += cli_tally.transient;
+    tally.definitive += cli_tally.definitive;
+    tally.max_ms = tally.max_ms.max(cli_tally.max_ms);
+    tally.errors.extend(cli_tally.errors);
+    for (kind, n) in cli_tally.kinds {
+        *tally.kinds.entry(kind).or_default() += n;
+    }
+
+    // The session must have survived: with the faults gone, the profile's token works.
+    (target.faults)().clear_all();
+    let (code, stderr, _) = cli(&cli_path, &home, &["whoami"], None);
+    if code != 0 {
+        tally.lost += 1;
+        tally
+            .errors
+            .push(format!("final authmux whoami exited {code}: {stderr}"));
+    }
+    let presented = (target.presented)();
+    let mut per_credential: HashMap<&str, usize> = HashMap::new();
+    for credential in &presented {
+        *per_credential.entry(credential.as_str()).or_default() += 1;
+    }
+    tally.refreshes = presented.len();
+    tally.generations = per_credential.len();
+    tally.doubles = per_credential.values().filter(|n| **n > 1).count();
+    let per_expiry = if tally.generations == 0 {
+        "n/a".to_owned()
+    } else {
+        format!("{:.2}", tally.refreshes as f64 / tally.generations as f64)
+    };
+    let lifetimes = target.ttl.map_or_else(
+        || "no refresh".to_owned(),
+        |ttl| {
+            format!(
+                "{:.0} token lifetimes",
+                duration.as_secs_f64() / ttl.as_secs_f64()
+            )
+        },
+    );
+    println!(
+        "soak {:<24} calls {:>6}  transient errors {:>5}  sign-in errors while the session lived {}  sessions lost {}  \
+         refreshes {:>4} for {:>4} expiries ({per_expiry} per expiry; {lifetimes})  \
+         double refreshes {}  faults injected {injected}  max call latency {} ms",
+        target.name,
+        tally.calls,
+        tally.transient,
+        tally.definitive,
+        tally.lost,
+        tally.refreshes,
+        tally.generations,
+        tally.doubles,
+        tally.max_ms,
+    );
+    let mut kinds: Vec<(&String, &u64)> = tally.kinds.iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (kind, n) in kinds.iter().take(6) {
+        println!("soak {:<24}   {n:>5} x {kind}", target.name);
+    }
+    let _ = std::fs::remove_dir_all(&home);
+    Ok(tally)
+}
+
+async fn conduct(args: &[String]) -> Result<(), String> {
+    let flags = flags(args)?;
+    let duration = seconds(&flags)?;
+    let cli_path = PathBuf::from(flag(&flags, "cli")?);
+    println!(
+        "authmux-soak: {} s per target, all targets at once: {WORKERS} manager processes, \
+         an authmux CLI loop and random faults each",
+        duration.as_secs()
+    );
+    let mut runs = Vec::new();
+    for target in targets()? {
+        let name = target.name;
+        runs.push((
+            name,
+            tokio::spawn(soak_target(target, cli_path.clone(), duration)),
+        ));
+    }
+    let mut failures = Vec::new();
+    let mut total = Tally::default();
+    for (name, run) in runs {
+        match run.await.map_err(|e| e.to_string())? {
+            Ok(tally) => {
+                if tally.lost > 0 || tally.doubles > 0 {
+                    failures.push(format!(
+                        "{name}: {} sessions lost, {} double refreshes; first errors: {:?}",
+                        tally.lost, tally.doubles, tally.errors
+                    ));
+                }
+                total.calls += tally.calls;
+                total.transient += tally.transient;
+                total.lost += tally.lost;
+                total.definitive += tally.definitive;
+                total.doubles += tally.doubles;
+                total.max_ms = total.max_ms.max(tally.max_ms);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    println!(
+        "soak total: calls {}  transient errors {}  sign-in errors while the session lived {}  \
+         sessions lost {}  double refreshes {}  max call latency {} ms",
+        total.calls, total.transient, total.definitive, total.lost, total.doubles, total.max_ms
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the soak FAILED:\n  {}", failures.join("\n  ")))
+    }
+}
