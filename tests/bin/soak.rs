@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authmux::{FileStore, ProviderConfig, SessionManager};
+use authmux::{Credentials, FileStore, LoginOutcome, ProviderConfig, SessionManager};
 use authmux_testkit::directus::FakeDirectus;
 use authmux_testkit::fault_proxy::FaultProxy;
 use authmux_testkit::faults::Faults;
@@ -60,7 +60,10 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("conduct") => runtime.block_on(conduct(&args[1..])),
         Some("worker") => runtime.block_on(worker(&args[1..])),
-        _ => Err("usage: authmux-soak conduct --seconds N --cli PATH | worker ...".into()),
+        _ => Err(
+            "usage: authmux-soak conduct --seconds N [--cli PATH] [--rogue yes] | worker ..."
+                .into(),
+        ),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -123,8 +126,17 @@ async fn worker(args: &[String]) -> Result<(), String> {
     let provider = ProviderConfig::from_value(config)
         .and_then(|c| c.build())
         .map_err(|e| format!("the profile's backend: {e}"))?;
+    // A rogue worker (`--own-store yes`, for proving the soak catches double refreshes)
+    // takes a copy of the session and refreshes it without the others' lock.
+    let store = if flags.get("own-store").is_some_and(|v| v == "yes") {
+        let copy = dir.join(format!("rogue-{}.json", std::process::id()));
+        std::fs::copy(dir.join("session.json"), &copy).map_err(|e| format!("copy: {e}"))?;
+        copy
+    } else {
+        dir.join("session.json")
+    };
     let manager = SessionManager::builder(provider)
-        .store(FileStore::new(dir.join("session.json")))
+        .store(FileStore::new(store))
         .build();
     manager
         .restore()
@@ -187,8 +199,8 @@ async fn worker(args: &[String]) -> Result<(), String> {
 /// One backend the soak runs against.
 struct Target {
     name: &'static str,
-    /// `authmux login` flags naming the backend.
-    login: Vec<String>,
+    /// The backend, as a profile's `config.json` holds it (a `ProviderConfig`).
+    config: Value,
     email: String,
     password: String,
     /// What the manager workers `GET`.
@@ -276,12 +288,7 @@ fn targets() -> Result<Vec<Target>, String> {
     use authmux_testkit::linxio::endpoints as lx;
     out.push(Target {
         name: "linxio fake",
-        login: vec![
-            "--dialect".into(),
-            "linxio".into(),
-            "--url".into(),
-            linxio.base_url().to_string(),
-        ],
+        config: json!({"dialect": "linxio", "url": linxio.base_url()}),
         email: ALICE_EMAIL.into(),
         password: DEFAULT_PASSWORD.into(),
         api_path: "/api/vehicles",
@@ -301,14 +308,7 @@ fn targets() -> Result<Vec<Target>, String> {
     use authmux_testkit::linkutm::endpoints as lu;
     out.push(Target {
         name: "linkutm fake",
-        login: vec![
-            "--dialect".into(),
-            "linkutm".into(),
-            "--url".into(),
-            linkutm.base_url().to_string(),
-            "--workspace".into(),
-            "acme".into(),
-        ],
+        config: json!({"dialect": "linkutm", "url": linkutm.base_url(), "workspace": "acme"}),
         email: ALICE_EMAIL.into(),
         password: DEFAULT_PASSWORD.into(),
         api_path: "/api/v1/links",
@@ -328,14 +328,7 @@ fn targets() -> Result<Vec<Target>, String> {
     use authmux_testkit::directus::endpoints as dx;
     out.push(Target {
         name: "directus fake",
-        login: vec![
-            "--dialect".into(),
-            "directus".into(),
-            "--url".into(),
-            directus.base_url().to_string(),
-            "--mode".into(),
-            "json".into(),
-        ],
+        config: json!({"dialect": "directus", "url": directus.base_url(), "mode": "json"}),
         email: ALICE_EMAIL.into(),
         password: DEFAULT_PASSWORD.into(),
         api_path: "/users/me?fields=id",
@@ -364,14 +357,7 @@ fn targets() -> Result<Vec<Target>, String> {
                 .map(Duration::from_secs);
             out.push(Target {
                 name: "real Directus via proxy",
-                login: vec![
-                    "--dialect".into(),
-                    "directus".into(),
-                    "--url".into(),
-                    proxy.base_url().to_string(),
-                    "--mode".into(),
-                    "json".into(),
-                ],
+                config: json!({"dialect": "directus", "url": proxy.base_url(), "mode": "json"}),
                 email: var("AUTHMUX_DIRECTUS_ADMIN_EMAIL")?,
                 password: var("AUTHMUX_DIRECTUS_ADMIN_PASSWORD")?,
                 api_path: "/users/me?fields=id",
@@ -425,10 +411,57 @@ fn cli(cli: &Path, home: &Path, args: &[&str], password: Option<&str>) -> (i32, 
     }
 }
 
+/// A manager over the profile's `FileStore` (what the workers and the CLI use).
+fn profile_manager(profile_dir: &Path, config: &Value) -> Result<SessionManager, String> {
+    let provider = ProviderConfig::from_value(config.clone())
+        .and_then(|c| c.build())
+        .map_err(|e| format!("the backend: {e}"))?;
+    Ok(SessionManager::builder(provider)
+        .store(FileStore::new(profile_dir.join("session.json")))
+        .build())
+}
+
+/// Signs in to the target into the profile: with `authmux login`, or (without a CLI)
+/// the way it does: `config.json` and the `FileStore`.
+async fn sign_in(target: &Target, cli_path: Option<&Path>, home: &Path) -> Result<(), String> {
+    let profile_dir = home.join("profiles").join(PROFILE);
+    if let Some(cli_path) = cli_path {
+        let mut login: Vec<String> = vec!["login".into()];
+        for (key, value) in target.config.as_object().into_iter().flatten() {
+            login.push(format!("--{key}"));
+            login.push(value.as_str().unwrap_or_default().to_owned());
+        }
+        login.extend(["--email".into(), target.email.clone()]);
+        let login: Vec<&str> = login.iter().map(String::as_str).collect();
+        let (code, stderr, _) = cli(cli_path, home, &login, Some(&target.password));
+        return if code == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: authmux login failed ({code}): {stderr}",
+                target.name
+            ))
+        };
+    }
+    std::fs::create_dir_all(&profile_dir).map_err(|e| format!("{}: {e}", profile_dir.display()))?;
+    std::fs::write(profile_dir.join("config.json"), target.config.to_string())
+        .map_err(|e| format!("config.json: {e}"))?;
+    let manager = profile_manager(&profile_dir, &target.config)?;
+    let credentials = Credentials::new(target.email.clone(), target.password.as_str());
+    match manager.login(&credentials).await {
+        Ok(LoginOutcome::Authenticated(_)) => Ok(()),
+        Ok(LoginOutcome::OtpRequired(_)) => {
+            Err(format!("{}: a one-time code was asked for", target.name))
+        }
+        Err(e) => Err(format!("{}: sign-in failed: {e}", target.name)),
+    }
+}
+
 async fn soak_target(
     target: Target,
-    cli_path: PathBuf,
+    cli_path: Option<PathBuf>,
     duration: Duration,
+    rogue: bool,
 ) -> Result<Tally, String> {
     let home = std::env::temp_dir().join(format!(
         "authmux-soak-{}-{}",
@@ -437,20 +470,12 @@ async fn soak_target(
     ));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
-    let mut login: Vec<&str> = vec!["login"];
-    login.extend(target.login.iter().map(String::as_str));
-    login.extend(["--email", target.email.as_str()]);
-    let (code, stderr, _) = cli(&cli_path, &home, &login, Some(&target.password));
-    if code != 0 {
-        return Err(format!(
-            "{}: authmux login failed ({code}): {stderr}",
-            target.name
-        ));
-    }
+    sign_in(&target, cli_path.as_deref(), &home).await?;
     let profile_dir = home.join("profiles").join(PROFILE);
     let mut workers = Vec::new();
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    for _ in 0..WORKERS {
+    for n in 0..WORKERS + usize::from(rogue) {
+        let own_store = if n == WORKERS { "yes" } else { "no" };
         let child = Command::new(&me)
             .arg("worker")
             .arg("--profile-dir")
@@ -460,6 +485,8 @@ async fn soak_target(
                 target.api_path,
                 "--seconds",
                 &duration.as_secs().to_string(),
+                "--own-store",
+                own_store,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -471,14 +498,18 @@ async fn soak_target(
     let deadline = Instant::now() + duration;
 
     // The CLI loop, on a thread of its own (each call is a process).
-    let cli_loop = {
-        let (cli_path, home) = (cli_path.clone(), home.clone());
+    let cli_loop = cli_path.clone().map(|cli_path| {
+        let home = home.clone();
         std::thread::spawn(move || {
             let mut tally = Tally::default();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
-                let command = if n.is_multiple_of(2) { "whoami" } else { "token" };
+                let command = if n.is_multiple_of(2) {
+                    "whoami"
+                } else {
+                    "token"
+                };
                 let (code, stderr, took) = cli(&cli_path, &home, &[command], None);
                 tally.calls += 1;
                 tally.max_ms = tally.max_ms.max(millis(took));
@@ -504,7 +535,7 @@ async fn soak_target(
             }
             tally
         })
-    };
+    });
 
     // Random faults until the end.
     let faults = Arc::clone(&target.faults);
@@ -548,7 +579,10 @@ async fn soak_target(
                 count.as_u64().unwrap_or_default();
         }
     }
-    let cli_tally = cli_loop.join().map_err(|_| "the CLI loop panicked")?;
+    let cli_tally = match cli_loop {
+        Some(cli_loop) => cli_loop.join().map_err(|_| "the CLI loop panicked")?,
+        None => Tally::default(),
+    };
     let injected = injector.await.map_err(|e| e.to_string())?;
     tally.calls += cli_tally.calls;
     tally.transient += cli_tally.transient;
@@ -561,12 +595,27 @@ async fn soak_target(
 
     // The session must have survived: with the faults gone, the profile's token works.
     (target.faults)().clear_all();
-    let (code, stderr, _) = cli(&cli_path, &home, &["whoami"], None);
-    if code != 0 {
-        tally.lost += 1;
-        tally
-            .errors
-            .push(format!("final authmux whoami exited {code}: {stderr}"));
+    let manager = profile_manager(&profile_dir, &target.config)?;
+    let restored = manager.restore().await;
+    let survived = match (restored, manager.current_user().await) {
+        (Ok(Some(_)), Ok(_)) => true,
+        (restored, user) => {
+            tally.errors.push(format!(
+                "at the end, the profile's session: {restored:?}; current user: {user:?}"
+            ));
+            false
+        }
+    };
+    if let Some(cli_path) = &cli_path {
+        let (code, stderr, _) = cli(cli_path, &home, &["whoami"], None);
+        if code != 0 {
+            tally
+                .errors
+                .push(format!("final authmux whoami exited {code}: {stderr}"));
+        }
+        tally.lost += u64::from(code != 0 || !survived);
+    } else {
+        tally.lost += u64::from(!survived);
     }
     let presented = (target.presented)();
     let mut per_credential: HashMap<&str, usize> = HashMap::new();
@@ -616,18 +665,29 @@ async fn soak_target(
 async fn conduct(args: &[String]) -> Result<(), String> {
     let flags = flags(args)?;
     let duration = seconds(&flags)?;
-    let cli_path = PathBuf::from(flag(&flags, "cli")?);
+    let cli_path = flags.get("cli").map(PathBuf::from);
+    let rogue = flags.get("rogue").is_some_and(|v| v == "yes");
     println!(
-        "authmux-soak: {} s per target, all targets at once: {WORKERS} manager processes, \
-         an authmux CLI loop and random faults each",
-        duration.as_secs()
+        "authmux-soak: {} s per target, all targets at once: {WORKERS} manager processes{}{} \
+         and random faults each",
+        duration.as_secs(),
+        if cli_path.is_some() {
+            ", an authmux CLI loop"
+        } else {
+            ""
+        },
+        if rogue {
+            ", a ROGUE manager refreshing a copy of the session"
+        } else {
+            ""
+        },
     );
     let mut runs = Vec::new();
     for target in targets()? {
         let name = target.name;
         runs.push((
             name,
-            tokio::spawn(soak_target(target, cli_path.clone(), duration)),
+            tokio::spawn(soak_target(target, cli_path.clone(), duration, rogue)),
         ));
     }
     let mut failures = Vec::new();
