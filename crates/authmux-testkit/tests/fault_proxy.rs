@@ -180,15 +180,22 @@ async fn pads_oversized_answers_and_delays() {
     // The server handles a delayed answer's request at once; the answer comes later.
     faults.push(
         endpoints::LOGIN,
-        Fault::DelayAnswer(Duration::from_millis(300)),
+        Fault::DelayAnswer(Duration::from_secs(1)),
     );
     let started = Instant::now();
     let url = proxy.url("/auth/login");
     let pending = tokio::spawn(async move { post_json(&url, &login_body()).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(fake.recorder().count(endpoints::LOGIN), 3);
+    while fake.recorder().count(endpoints::LOGIN) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the login never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The server has handled it; the client has no answer yet.
+    assert!(!pending.is_finished());
     assert_eq!(pending.await.unwrap().status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(proxy.forwarded(endpoints::LOGIN), 3);
 }
 
