@@ -29,13 +29,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use authmux::{Credentials, FileStore, LoginOutcome, ProviderConfig, SessionManager};
 use authmux_testkit::directus::FakeDirectus;
 use authmux_testkit::fault_proxy::FaultProxy;
 use authmux_testkit::faults::Faults;
-use authmux_testkit::recorder::Recorder;
+use authmux_testkit::recorder::{RecordedRequest, Recorder};
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
 use authmux_testkit::{FakeLinkUtm, FakeLinxio, Fault};
 use bytes::Bytes;
@@ -122,6 +122,11 @@ async fn worker(args: &[String]) -> Result<(), String> {
     if let Some(object) = config.as_object_mut() {
         object.remove("email");
         object.remove("store");
+        // So the servers' records tell the processes apart.
+        object.insert(
+            "user_agent".into(),
+            format!("authmux-soak-worker/{}", std::process::id()).into(),
+        );
     }
     let provider = ProviderConfig::from_value(config)
         .and_then(|c| c.build())
@@ -212,6 +217,8 @@ struct Target {
     faults: Arc<dyn Fn() -> &'static Faults + Send + Sync>,
     /// The refresh credentials the server processed, in order.
     presented: Box<dyn Fn() -> Vec<String> + Send + Sync>,
+    /// Every refresh request that arrived (faulted or not), to explain a double refresh.
+    refresh_requests: Box<dyn Fn() -> Vec<RecordedRequest> + Send + Sync>,
     /// The access-token lifetime.
     ttl: Option<Duration>,
 }
@@ -271,6 +278,13 @@ fn refresh_tokens(recorder: &'static Recorder) -> Box<dyn Fn() -> Vec<String> + 
     Box::new(move || recorder.refresh_tokens())
 }
 
+fn requests_to(
+    recorder: &'static Recorder,
+    endpoint: &'static str,
+) -> Box<dyn Fn() -> Vec<RecordedRequest> + Send + Sync> {
+    Box::new(move || recorder.requests_to(endpoint))
+}
+
 fn targets() -> Result<Vec<Target>, String> {
     fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
         move |e| format!("{what}: {e}")
@@ -296,6 +310,7 @@ fn targets() -> Result<Vec<Target>, String> {
         refresh_endpoint: Some(lx::REFRESH),
         faults: Arc::new(move || linxio.faults()),
         presented: refresh_tokens(linxio.recorder()),
+        refresh_requests: requests_to(linxio.recorder(), lx::REFRESH),
         ttl: Some(FAKE_TTL),
     });
 
@@ -316,6 +331,7 @@ fn targets() -> Result<Vec<Target>, String> {
         refresh_endpoint: None,
         faults: Arc::new(move || linkutm.faults()),
         presented: Box::new(Vec::new),
+        refresh_requests: Box::new(Vec::new),
         ttl: None,
     });
 
@@ -336,6 +352,7 @@ fn targets() -> Result<Vec<Target>, String> {
         refresh_endpoint: Some(dx::REFRESH),
         faults: Arc::new(move || directus.faults()),
         presented: refresh_tokens(directus.recorder()),
+        refresh_requests: requests_to(directus.recorder(), dx::REFRESH),
         ttl: Some(FAKE_TTL),
     });
 
@@ -372,6 +389,7 @@ fn targets() -> Result<Vec<Target>, String> {
                         .filter_map(|r| r.json()?.get("refresh_token")?.as_str().map(str::to_owned))
                         .collect()
                 }),
+                refresh_requests: requests_to(proxy.recorder(), dx::REFRESH),
                 ttl,
             });
         }
@@ -541,16 +559,22 @@ async fn soak_target(
     let faults = Arc::clone(&target.faults);
     let (calls, refresh) = (target.call_endpoints.clone(), target.refresh_endpoint);
     let injector = tokio::spawn(async move {
+        // When each refresh fault was queued, to explain a double refresh.
+        let mut log: Vec<(SystemTime, String)> = Vec::new();
         let mut injected = 0u64;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(fastrand::u64(100..300))).await;
             match refresh {
-                Some(endpoint) if fastrand::bool() => faults().push(endpoint, refresh_fault()),
+                Some(endpoint) if fastrand::bool() => {
+                    let fault = refresh_fault();
+                    log.push((SystemTime::now(), format!("{fault:?}")));
+                    faults().push(endpoint, fault);
+                }
                 _ => faults().push(calls[fastrand::usize(..calls.len())], call_fault()),
             }
             injected += 1;
         }
-        injected
+        (injected, log)
     });
 
     let mut tally = Tally::default();
@@ -583,7 +607,7 @@ async fn soak_target(
         Some(cli_loop) => cli_loop.join().map_err(|_| "the CLI loop panicked")?,
         None => Tally::default(),
     };
-    let injected = injector.await.map_err(|e| e.to_string())?;
+    let (injected, fault_log) = injector.await.map_err(|e| e.to_string())?;
     tally.calls += cli_tally.calls;
     tally.transient += cli_tally.transient;
     tally.definitive += cli_tally.definitive;
@@ -625,6 +649,14 @@ async fn soak_target(
     tally.refreshes = presented.len();
     tally.generations = per_credential.len();
     tally.doubles = per_credential.values().filter(|n| **n > 1).count();
+    for (credential, _) in per_credential.iter().filter(|(_, n)| **n > 1) {
+        explain_double(
+            target.name,
+            credential,
+            &(target.refresh_requests)(),
+            &fault_log,
+        );
+    }
     let per_expiry = if tally.generations == 0 {
         "n/a".to_owned()
     } else {
@@ -660,6 +692,50 @@ async fn soak_target(
     }
     let _ = std::fs::remove_dir_all(&home);
     Ok(tally)
+}
+
+/// Prints every refresh request that carried `credential` (when it arrived, from which
+/// process) and the refresh faults queued around them: what a double refresh needs to
+/// be understood.
+fn explain_double(
+    target: &str,
+    credential: &str,
+    requests: &[RecordedRequest],
+    faults: &[(SystemTime, String)],
+) {
+    let carrying: Vec<&RecordedRequest> = requests
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(credential))
+        .collect();
+    let (Some(first), Some(last)) = (carrying.first(), carrying.last()) else {
+        return;
+    };
+    let ms = |at: SystemTime| {
+        at.duration_since(first.at).map_or_else(
+            |e| -i128::try_from(e.duration().as_millis()).unwrap_or(0),
+            |d| i128::try_from(d.as_millis()).unwrap_or(0),
+        )
+    };
+    println!(
+        "soak {target:<24} DOUBLE REFRESH: one refresh credential arrived {} times:",
+        carrying.len()
+    );
+    for request in &carrying {
+        println!(
+            "soak {target:<24}   +{:>6} ms  refresh from {}",
+            ms(request.at),
+            request.user_agent().unwrap_or("?")
+        );
+    }
+    let window = Duration::from_secs(2);
+    for (at, fault) in faults {
+        if *at + window >= first.at && *at <= last.at + window {
+            println!(
+                "soak {target:<24}   +{:>6} ms  queued refresh fault {fault}",
+                ms(*at)
+            );
+        }
+    }
 }
 
 async fn conduct(args: &[String]) -> Result<(), String> {
