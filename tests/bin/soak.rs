@@ -649,10 +649,10 @@ async fn soak_target(
     tally.refreshes = presented.len();
     tally.generations = per_credential.len();
     tally.doubles = per_credential.values().filter(|n| **n > 1).count();
-    for (credential, _) in per_credential.iter().filter(|(_, n)| **n > 1) {
+    for (credential, processed) in per_credential.iter().filter(|(_, n)| **n > 1) {
         explain_double(
             target.name,
-            credential,
+            (credential, *processed),
             &(target.refresh_requests)(),
             &fault_log,
         );
@@ -699,7 +699,7 @@ async fn soak_target(
 /// be understood.
 fn explain_double(
     target: &str,
-    credential: &str,
+    (credential, processed): (&str, usize),
     requests: &[RecordedRequest],
     faults: &[(SystemTime, String)],
 ) {
@@ -717,8 +717,8 @@ fn explain_double(
         )
     };
     println!(
-        "soak {target:<24} DOUBLE REFRESH: one refresh credential arrived {} times:",
-        carrying.len()
+        "soak {target:<24} DOUBLE REFRESH: the server processed one refresh credential \
+         {processed} times; the requests carrying it (faulted ones too):"
     );
     for request in &carrying {
         println!(
