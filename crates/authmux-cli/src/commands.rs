@@ -249,6 +249,32 @@ pub(crate) fn login_hint(profile: &Profile) -> String {
     format!("run {} to sign in again", profile.command("login ..."))
 }
 
+/// Every manager this process opened, so that [`settle_refreshes`] can wait for the
+/// refreshes they started in the background before the process exits.
+static OPENED: std::sync::Mutex<Vec<SessionManager>> = std::sync::Mutex::new(Vec::new());
+
+/// Waits (at most `limit`) for the background refreshes of every manager this process
+/// opened. A short-lived command (`token`, `whoami`) that hands out a still-valid token
+/// inside the refresh window has started a refresh in the background; were the process
+/// to exit with it in flight, the server could rotate the refresh token and its answer,
+/// the only copy of the new one, would die with the process: the session would be lost
+/// (found by the chaos soak, `cargo xtask soak`).
+pub(crate) async fn settle_refreshes(limit: std::time::Duration) {
+    let managers = std::mem::take(
+        &mut *OPENED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let _ = tokio::time::timeout(limit, async {
+        for manager in managers {
+            manager.idle().await;
+            // A refreshed session that could not be saved yet: one more try.
+            let _ = manager.flush().await;
+        }
+    })
+    .await;
+}
+
 /// The profile's session, restored (no network).
 pub(crate) async fn open(profile: &Profile) -> Result<SignedIn, Failure> {
     open_with(profile, |builder| builder).await
@@ -275,6 +301,10 @@ pub(crate) async fn open_with(
     if manager.restore().await?.is_none() {
         return Err(not_signed_in(profile));
     }
+    OPENED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(manager.clone());
     Ok(SignedIn {
         provider,
         manager,

@@ -22,6 +22,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// How long an exiting command waits for the refreshes it started in the background:
+/// beyond the default request timeout (30 s).
+const SETTLE_REFRESHES: std::time::Duration = std::time::Duration::from_secs(35);
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     if matches!(cli.command, cli::Command::Exec(_)) {
         let prepared = runtime.block_on(async {
             let prepared = exec::prepare(cli).await;
+            commands::settle_refreshes(SETTLE_REFRESHES).await;
             // A shared store's refresh lock is released in a spawned task: let it run.
             authmux_redis::settle(std::time::Duration::from_secs(2)).await;
             prepared
@@ -60,6 +65,9 @@ fn main() -> ExitCode {
     }
     let result = runtime.block_on(async {
         let result = commands::run(cli).await;
+        // A refresh started in the background must finish (and be saved) before the
+        // process goes: it may have rotated the refresh token on the server.
+        commands::settle_refreshes(SETTLE_REFRESHES).await;
         // A shared store's refresh lock is released in a spawned task: let it run
         // before the runtime goes, so the next process need not wait for the lease.
         authmux_redis::settle(std::time::Duration::from_secs(2)).await;
