@@ -15,13 +15,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authmux_core::ClientOptions;
 use authmux_core::lifecycle::RefreshFailure;
 use authmux_core::{
     AccessToken, AuthError, AuthProvider, Credentials, LoginOutcome, Phase, RefreshWindow, Session,
     SessionManager,
 };
-use authmux_directus::DirectusMode;
+use authmux_directus::{DirectusConfig, DirectusMode, DirectusProvider};
 use authmux_testkit::Fault;
+use authmux_testkit::conformance::fault_matrix::{self, FaultTarget};
 use authmux_testkit::conformance::{self, Endpoints, Target};
 use authmux_testkit::directus::endpoints as e;
 use authmux_testkit::fault_proxy::FaultProxy;
@@ -280,4 +282,48 @@ async fn live_conformance_with_faults_through_the_proxy() {
         );
         report.assert_passed();
     }
+}
+
+/// The client timeout of the matrix against the real server: long enough for a real
+/// sign-in on a loaded machine, short enough that the hang cells stay quick.
+const MATRIX_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The fault matrix (`conformance::fault_matrix`: every endpoint kind x every fault,
+/// through a session manager on a `FileStore`) against the real Directus through the
+/// fault proxy, with a two-factor user for the one-time-code endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_fault_matrix_through_the_proxy() {
+    let Some(p) = Proxied::from_env("live_fault_matrix_through_the_proxy") else {
+        return;
+    };
+    let admin = p.live.admin().await;
+    let user = admin.create_user("proxy-matrix").await;
+    let otp_user = admin.create_user("proxy-matrix-otp").await;
+    let secret = p.live.enable_two_factor(&otp_user).await;
+    let mut config = DirectusConfig::new(p.proxy.base_url().clone())
+        .with_mode(DirectusMode::Json)
+        .with_fields(["id", "email", "first_name", "last_name"]);
+    config.client = ClientOptions {
+        timeout_ms: Some(u64::try_from(MATRIX_TIMEOUT.as_millis()).unwrap()),
+        ..ClientOptions::default()
+    };
+    let provider = Arc::new(DirectusProvider::new(config).expect("the proxy URL is accepted"));
+    let mut target = Target::new(user.credentials()).with_otp_user(
+        otp_user.credentials(),
+        Arc::new(move || common::totp_now(&secret)),
+    );
+    target.faults = Some(p.proxy.faults());
+    target.recorder = Some(p.proxy.recorder());
+    target.endpoints = Endpoints {
+        login: e::LOGIN.into(),
+        current_user: e::ME.into(),
+        refresh: Some(e::REFRESH.into()),
+    };
+    let target = FaultTarget::new(target, MATRIX_TIMEOUT)
+        .with_otp(e::LOGIN)
+        .with_logout(e::LOGOUT)
+        .with_send(e::ME, "/users/me")
+        .with_token_pointer("/data/access_token");
+    let matrix = fault_matrix::run(provider, &target).await;
+    matrix.assert_passed("directus json mode, the REAL server through the fault proxy");
 }

@@ -13,8 +13,10 @@
 //! | fault | what the proxy does | reaches the server |
 //! |---|---|---|
 //! | none | forwards; both bodies stream through | yes |
-//! | [`Fault::Status`], [`Fault::RateLimited`], [`Fault::MalformedJson`], [`Fault::Respond`] | answers itself (the error envelope of [`FaultProxyBuilder::error_envelope`], Directus's by default) | no |
+//! | [`Fault::Status`], [`Fault::RateLimited`], [`Fault::Unavailable`], [`Fault::Html`], [`Fault::EmptyOk`], [`Fault::MalformedJson`], [`Fault::Respond`] | answers itself (the error envelope of [`FaultProxyBuilder::error_envelope`], Directus's by default) | no |
 //! | [`Fault::DropConnection`] | closes the connection without answering | no |
+//! | [`Fault::Hang`] | never answers (until the client gives up) | no |
+//! | [`Fault::EditJson`] | forwards; edits one value of the real JSON answer | yes |
 //! | [`Fault::Delay`] | waits, then forwards | yes |
 //! | [`Fault::DelayAnswer`] | forwards at once, holds the whole answer back | yes |
 //! | [`Fault::TruncatedBody`] | forwards; sends the real head with the full `Content-Length` and half the body, then aborts | yes |
@@ -412,6 +414,41 @@ impl Shared {
                 )
                 .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
                 Ok(fake(resp))
+            }
+            Fault::Unavailable { retry_after_secs } => {
+                let resp = (self.envelope)(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                    .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
+                Ok(fake(resp))
+            }
+            Fault::Html(code) => {
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+                Ok(fake(FakeResponse::raw(
+                    status,
+                    "text/html",
+                    crate::faults::html_page(code),
+                )))
+            }
+            Fault::EmptyOk => Ok(fake(FakeResponse::raw(
+                StatusCode::OK,
+                "application/json; charset=utf-8",
+                Bytes::new(),
+            ))),
+            Fault::Hang => {
+                // Ends when the client closes the connection (hyper drops this future)
+                // or the proxy shuts down.
+                std::future::pending::<()>().await;
+                Err(ProxyError("hung by fault injection"))
+            }
+            Fault::EditJson { pointer, edit } => {
+                let (mut parts, body) = self.forward_buffered(&endpoint, request).await?;
+                let body = match crate::faults::edit_json(&body, &pointer, &edit) {
+                    Some(edited) => {
+                        parts.headers.remove(CONTENT_LENGTH);
+                        Bytes::from(edited)
+                    }
+                    None => body,
+                };
+                Ok(Response::from_parts(parts, ProxyBody::full(body)))
             }
             Fault::MalformedJson => Ok(fake(FakeResponse::raw(
                 StatusCode::OK,

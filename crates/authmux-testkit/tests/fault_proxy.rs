@@ -178,10 +178,7 @@ async fn pads_oversized_answers_and_delays() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     // The server handles a delayed answer's request at once; the answer comes later.
-    faults.push(
-        endpoints::LOGIN,
-        Fault::DelayAnswer(Duration::from_secs(1)),
-    );
+    faults.push(endpoints::LOGIN, Fault::DelayAnswer(Duration::from_secs(1)));
     let started = Instant::now();
     let url = proxy.url("/auth/login");
     let pending = tokio::spawn(async move { post_json(&url, &login_body()).await });
