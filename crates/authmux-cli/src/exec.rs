@@ -60,6 +60,16 @@ pub(crate) async fn valid_session(
         .usable_session()
         .await
         .map_err(|e| session_failure(profile, e))?;
+    // A token inside the refresh window comes with a refresh started in the background,
+    // which the process waits for before exiting anyway (it may rotate the refresh
+    // token): hand out its result, the token the profile then holds.
+    signed.manager.idle().await;
+    if let Some(current) = signed.manager.session()
+        && current.tokens.access != session.tokens.access
+        && current.lineage == session.lineage
+    {
+        session = Arc::new(current);
+    }
     if let Some(min) = min_valid
         && left(&session).is_some_and(|l| l < min)
     {

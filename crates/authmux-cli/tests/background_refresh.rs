@@ -55,6 +55,16 @@ fn a_command_waits_for_the_refresh_it_started_in_the_background() {
     let token = authmux(home.path(), &["token"]);
     assert!(token.status.success(), "{token:?}");
     assert_eq!(fake.recorder().count(endpoints::REFRESH), 1);
+    // It printed the refreshed token, the one the profile now holds.
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(home.path().join("profiles/default/session.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&token.stdout).trim_end(),
+        stored["session"]["tokens"]["access"].as_str().unwrap(),
+        "the printed token is not the profile's"
+    );
     // The rotated refresh token was saved: the next refresh works (the old one is dead).
     let refresh = authmux(home.path(), &["refresh"]);
     assert!(
