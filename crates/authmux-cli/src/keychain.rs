@@ -498,9 +498,20 @@ mod tests {
         let keychain = match Keychain::platform().and_then(|k| k.probe("conformance").map(|()| k)) {
             Ok(keychain) => keychain,
             Err(why) => {
+                // The keyutils system calls refused outright (`EPERM`/`ENOSYS`: a
+                // seccomp sandbox) is a machine without a keychain.
+                let sandboxed = why.contains("PermissionDenied") || why.contains("Unknown(38)");
                 assert!(
-                    std::env::var_os("AUTHMUX_NO_KEYCHAIN").is_some(),
+                    sandboxed || std::env::var_os("AUTHMUX_NO_KEYCHAIN").is_some(),
                     "the OS keychain is unavailable: {why} (set AUTHMUX_NO_KEYCHAIN=1 on a machine without one)"
+                );
+                // Loudly, past the harness's capture: this check did not run.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr().lock(),
+                    format!(
+                        "\n##### KEYCHAIN STORE CONFORMANCE NOT RUN: no OS keychain here: {why}\n"
+                    )
+                    .as_bytes(),
                 );
                 return;
             }
