@@ -68,7 +68,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -400,39 +400,13 @@ impl Shared {
         let Some(fault) = self.faults.next_for(&endpoint) else {
             return self.forward(&endpoint, request).await;
         };
+        let fault = match crate::faults::canned_answer(fault, |status, message| {
+            (self.envelope)(status, message)
+        }) {
+            Ok(canned) => return Ok(fake(canned)),
+            Err(fault) => fault,
+        };
         match fault {
-            Fault::Status(code) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let reason = status.canonical_reason().unwrap_or("Error");
-                Ok(fake((self.envelope)(status, reason)))
-            }
-            Fault::RateLimited { retry_after_secs } => {
-                let resp = (self.envelope)(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many requests, please try again later.",
-                )
-                .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
-                Ok(fake(resp))
-            }
-            Fault::Unavailable { retry_after_secs } => {
-                let resp = (self.envelope)(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-                    .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
-                Ok(fake(resp))
-            }
-            Fault::Html(code) => {
-                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-                Ok(fake(FakeResponse::raw(
-                    status,
-                    "text/html",
-                    crate::faults::html_page(code),
-                )))
-            }
-            Fault::EmptyOk => Ok(fake(FakeResponse::raw(
-                StatusCode::OK,
-                "application/json; charset=utf-8",
-                Bytes::new(),
-            ))),
             Fault::Hang => {
                 // Ends when the client closes the connection (hyper drops this future)
                 // or the proxy shuts down.
@@ -450,12 +424,6 @@ impl Shared {
                 };
                 Ok(Response::from_parts(parts, ProxyBody::full(body)))
             }
-            Fault::MalformedJson => Ok(fake(FakeResponse::raw(
-                StatusCode::OK,
-                "application/json; charset=utf-8",
-                &b"{\"data\": {\"access_token\": \"eyJhbGciOi"[..],
-            ))),
-            Fault::Respond(resp) => Ok(fake(resp)),
             Fault::DropConnection => Err(ProxyError("connection dropped by fault injection")),
             Fault::Delay(by) => {
                 tokio::time::sleep(by).await;
@@ -489,6 +457,7 @@ impl Shared {
                 parts.headers.remove(CONTENT_LENGTH);
                 Ok(Response::from_parts(parts, ProxyBody::full(padded.into())))
             }
+            canned => unreachable!("{canned:?} is answered by `faults::canned_answer`"),
         }
     }
 

@@ -22,6 +22,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use http::StatusCode;
+use http::header::RETRY_AFTER;
+
 use crate::server::FakeResponse;
 
 /// The endpoint name that matches every request.
@@ -111,6 +114,55 @@ impl Fault {
                 | Fault::Delay(_)
         )
     }
+}
+
+/// The answer `fault` gives by itself, without the request being handled: `Ok` with
+/// the response for the faults that replace the answer (statuses in the dialect's
+/// `error` envelope, 429/503 with `Retry-After`, HTML, empty and malformed bodies,
+/// [`Fault::Respond`]); `Err` giving the fault back for those that act on the real
+/// answer or the connection (delays, drops, hangs, truncated, oversized and edited
+/// bodies). The fake servers and the fault proxy both answer through it, so a fault
+/// looks the same in front of a fake and in front of a real server.
+pub fn canned_answer(
+    fault: Fault,
+    error: impl Fn(StatusCode, &str) -> FakeResponse,
+) -> Result<FakeResponse, Fault> {
+    let with_retry_after =
+        |resp: FakeResponse, secs: u64| resp.with_header(RETRY_AFTER.as_str(), &secs.to_string());
+    Ok(match fault {
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, status.canonical_reason().unwrap_or("Error"))
+        }
+        Fault::RateLimited { retry_after_secs } => with_retry_after(
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests, please try again later.",
+            ),
+            retry_after_secs,
+        ),
+        Fault::Unavailable { retry_after_secs } => with_retry_after(
+            error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            retry_after_secs,
+        ),
+        Fault::Html(code) => FakeResponse::raw(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+            "text/html",
+            html_page(code),
+        ),
+        Fault::EmptyOk => FakeResponse::raw(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            bytes::Bytes::new(),
+        ),
+        Fault::MalformedJson => FakeResponse::raw(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            crate::server::MALFORMED_JSON_BODY.as_bytes(),
+        ),
+        Fault::Respond(resp) => resp,
+        other => return Err(other),
+    })
 }
 
 /// The HTML page [`Fault::Html`] answers with, like a proxy's error page.

@@ -605,14 +605,14 @@ impl Shared {
             shared.recorder.record_issued(&response);
             response
         };
+        let fault =
+            match fault.map(|f| crate::faults::canned_answer(f, |s, m| self.handler.error(s, m))) {
+                Some(Ok(canned)) => return Ok(self.finish(canned)),
+                Some(Err(fault)) => Some(fault),
+                None => None,
+            };
         match fault {
             None => Ok(self.finish(answer(&self))),
-            Some(Fault::Status(code)) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let reason = status.canonical_reason().unwrap_or("Error");
-                Ok(self.finish(self.handler.error(status, reason)))
-            }
             Some(Fault::Delay(by)) => {
                 tokio::time::sleep(by).await;
                 Ok(self.finish(answer(&self)))
@@ -624,11 +624,6 @@ impl Shared {
                 Ok(response)
             }
             Some(Fault::DropConnection) => Err(ConnectionDropped),
-            Some(Fault::MalformedJson) => Ok(self.finish(FakeResponse::raw(
-                StatusCode::OK,
-                "application/json; charset=utf-8",
-                MALFORMED_JSON_BODY.as_bytes(),
-            ))),
             Some(Fault::TruncatedBody) => {
                 let resp = answer(&self);
                 let full_len = resp.body.len();
@@ -663,37 +658,6 @@ impl Shared {
                 out.headers.remove(CONTENT_LENGTH);
                 Ok(self.finish(out))
             }
-            Some(Fault::RateLimited { retry_after_secs }) => {
-                let resp = self
-                    .handler
-                    .error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "Too many requests, please try again later.",
-                    )
-                    .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
-                Ok(self.finish(resp))
-            }
-            Some(Fault::Unavailable { retry_after_secs }) => {
-                let resp = self
-                    .handler
-                    .error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-                    .with_header(RETRY_AFTER.as_str(), &retry_after_secs.to_string());
-                Ok(self.finish(resp))
-            }
-            Some(Fault::Respond(resp)) => Ok(self.finish(resp)),
-            Some(Fault::Html(code)) => {
-                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
-                Ok(self.finish(FakeResponse::raw(
-                    status,
-                    "text/html",
-                    crate::faults::html_page(code),
-                )))
-            }
-            Some(Fault::EmptyOk) => Ok(self.finish(FakeResponse::raw(
-                StatusCode::OK,
-                "application/json; charset=utf-8",
-                Bytes::new(),
-            ))),
             Some(Fault::Hang) => {
                 // Ends when the client closes the connection (hyper drops this future)
                 // or the server shuts down.
@@ -708,6 +672,7 @@ impl Shared {
                 }
                 Ok(self.finish(resp))
             }
+            Some(canned) => unreachable!("{canned:?} is answered by `faults::canned_answer`"),
         }
     }
 }
