@@ -17,6 +17,13 @@
 //! - memory per idle, hydrated manager (10,000 of them; resident set growth).
 //!
 //! Writes `target/bench/core.json` and its section of `docs/benchmarks.md`.
+//!
+//! For profiling the `send` comparison alone: `AUTHMUX_BENCH_SEND_ONLY=1` runs only
+//! it and prints the ratios; adding `AUTHMUX_BENCH_PROFILE=authmux` (or `reqwest`) runs
+//! only that side, `AUTHMUX_BENCH_PROFILE_ROUNDS` rounds (default 20), for `perf` or
+//! `valgrind --tool=callgrind`; `AUTHMUX_BENCH_PORT` points it at a server already
+//! running (`AUTHMUX_BENCH_SERVER=1` runs this binary as one), so that a profile holds
+//! the client alone.
 
 #![allow(
     missing_docs,
@@ -42,6 +49,8 @@ const HOT_ITERS: u64 = 2_000_000;
 /// iterations keep the whole bench short.
 const NAIVE_ITERS: u64 = 100_000;
 const ROUNDS: usize = 5;
+/// Rounds of the `send` comparison (each: authmux, reqwest, reqwest again).
+const SEND_ROUNDS: usize = 15;
 const STORM_TASKS: usize = 10_000;
 const WINDOW_CALLERS: usize = 16;
 const SEND_CALLERS: usize = 8;
@@ -455,9 +464,23 @@ where
     (cpu / requests * 1e6, requests / wall)
 }
 
-/// `send` vs plain reqwest, against the server in another process. Returns medians of
-/// (authmux CPU us/request, reqwest CPU us/request, authmux req/s, reqwest req/s).
-fn send_vs_reqwest() -> (f64, f64, f64, f64) {
+/// The `send` comparison: medians over the rounds, and each ratio's median and
+/// quartiles over the per-round ratios.
+struct SendFigures {
+    cpu_authmux: f64,
+    cpu_reqwest: f64,
+    tp_authmux: f64,
+    tp_reqwest: f64,
+    cpu_ratio: [f64; 3],
+    tp_ratio: [f64; 3],
+    control_cpu: [f64; 3],
+    control_tp: [f64; 3],
+}
+
+/// `send` vs plain reqwest, against the server in another process, rounds interleaved
+/// (authmux, reqwest, reqwest again as the control); each ratio is taken within a round,
+/// so both sides saw the same machine load.
+fn send_vs_reqwest() -> SendFigures {
     use std::io::BufRead;
     let mut server = std::process::Command::new(std::env::current_exe().unwrap())
         .env(SERVER_ENV, "1")
@@ -468,7 +491,10 @@ fn send_vs_reqwest() -> (f64, f64, f64, f64) {
     std::io::BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port: u16 = line.trim().parse().unwrap();
+    let mut port: u16 = line.trim().parse().unwrap();
+    if let Ok(p) = std::env::var("AUTHMUX_BENCH_PORT") {
+        port = p.parse().unwrap();
+    }
     let base = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -519,23 +545,55 @@ fn send_vs_reqwest() -> (f64, f64, f64, f64) {
                 }
             }
         };
+        if let Ok(which) = std::env::var("AUTHMUX_BENCH_PROFILE") {
+            let rounds =
+                std::env::var("AUTHMUX_BENCH_PROFILE_ROUNDS").map_or(20, |n| n.parse().unwrap());
+            for _ in 0..rounds {
+                if which == "authmux" {
+                    send_round(with_authmux.clone()).await;
+                } else {
+                    send_round(with_reqwest.clone()).await;
+                }
+            }
+            return None;
+        }
         // Warm both (connections, allocator), then interleave the measured rounds.
         send_round(with_authmux.clone()).await;
         send_round(with_reqwest.clone()).await;
-        let (mut cpu_a, mut cpu_r, mut tp_a, mut tp_r) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..ROUNDS {
-            let (c, t) = send_round(with_authmux.clone()).await;
-            cpu_a.push(c);
-            tp_a.push(t);
-            let (c, t) = send_round(with_reqwest.clone()).await;
-            cpu_r.push(c);
-            tp_r.push(t);
+        let mut rounds = Vec::new();
+        for _ in 0..SEND_ROUNDS {
+            let authmux = send_round(with_authmux.clone()).await;
+            let reqwest = send_round(with_reqwest.clone()).await;
+            let control = send_round(with_reqwest.clone()).await;
+            rounds.push((authmux, reqwest, control));
         }
-        (median(cpu_a), median(cpu_r), median(tp_a), median(tp_r))
+        let column = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).collect::<Vec<_>>();
+        Some(SendFigures {
+            cpu_authmux: median(column(&|r| r.0.0)),
+            cpu_reqwest: median(column(&|r| r.1.0)),
+            tp_authmux: median(column(&|r| r.0.1)),
+            tp_reqwest: median(column(&|r| r.1.1)),
+            cpu_ratio: quartiles(column(&|r| r.0.0 / r.1.0)),
+            tp_ratio: quartiles(column(&|r| r.0.1 / r.1.1)),
+            control_cpu: quartiles(column(&|r| r.2.0 / r.1.0)),
+            control_tp: quartiles(column(&|r| r.2.1 / r.1.1)),
+        })
     });
     let _ = server.kill();
     let _ = server.wait();
-    result
+    result.unwrap_or_else(|| std::process::exit(0))
+}
+
+/// One round of the `send` comparison: (CPU us/request, requests/s) of authmux, of
+/// reqwest, and of reqwest again (the control).
+type Round = ((f64, f64), (f64, f64), (f64, f64));
+
+/// First quartile, median and third quartile.
+fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    let last = v.len() - 1;
+    let at = |quarter: usize| v[(last * quarter + 2) / 4];
+    [at(1), at(2), at(3)]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -607,6 +665,14 @@ fn main() {
         assert_eq!(window_calls, 1);
         return;
     }
+    if std::env::var_os("AUTHMUX_BENCH_SEND_ONLY").is_some() {
+        let f = send_vs_reqwest();
+        println!(
+            "send {:.1} us, reqwest {:.1} us, cpu {:.3?}x, tp {:.3?}x, control cpu {:.3?} tp {:.3?}",
+            f.cpu_authmux, f.cpu_reqwest, f.cpu_ratio, f.tp_ratio, f.control_cpu, f.control_tp
+        );
+        return;
+    }
     let started = Instant::now();
     let hot_1t = hot_path(1);
     let hot_2t = hot_path(2);
@@ -617,11 +683,18 @@ fn main() {
     let naive_2t = naive_mutex(2);
     let (storm_calls, storm_ms) = storm();
     let (window_ms, window_calls) = refresh_window();
-    let (cpu_authmux, cpu_reqwest, tp_authmux, tp_reqwest) = send_vs_reqwest();
+    let send = send_vs_reqwest();
+    let (cpu_authmux, cpu_reqwest, tp_authmux, tp_reqwest) = (
+        send.cpu_authmux,
+        send.cpu_reqwest,
+        send.tp_authmux,
+        send.tp_reqwest,
+    );
     let bytes_per_manager = memory_per_manager();
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_ratio = cpu_authmux / cpu_reqwest;
-    let tp_ratio = tp_authmux / tp_reqwest;
+    let cpu_ratio = send.cpu_ratio[1];
+    let tp_ratio = send.tp_ratio[1];
+    let spread = |q: [f64; 3]| format!("[{:.3}, {:.3}]", q[0], q[2]);
 
     let json = serde_json::json!({
         "hot_path_ns": round2(hot_1t),
@@ -643,6 +716,10 @@ fn main() {
         "reqwest_requests_per_s": round2(tp_reqwest),
         "send_cpu_ratio": round2(cpu_ratio),
         "send_throughput_ratio": round2(tp_ratio),
+        "send_cpu_ratio_quartiles": send.cpu_ratio.map(round2),
+        "send_throughput_ratio_quartiles": send.tp_ratio.map(round2),
+        "control_cpu_ratio_quartiles": send.control_cpu.map(round2),
+        "control_throughput_ratio_quartiles": send.control_tp.map(round2),
         "managers": MANAGERS,
         "bytes_per_idle_manager": round2(bytes_per_manager),
         "bench_seconds": round2(elapsed),
@@ -673,10 +750,11 @@ fn main() {
          | refresh window: refresh calls | {window_calls} | exactly 1 ({}) |\n\
          | `send`, client CPU per request (8 callers, server in another process) | {cpu_authmux:.1} us | |\n\
          | plain reqwest + static bearer header, client CPU per request | {cpu_reqwest:.1} us | |\n\
-         | `send` / reqwest client CPU | {cpu_ratio:.3}x | at most 1.05x ({}) |\n\
+         | `send` / reqwest client CPU, median per-round ratio [quartiles] | {cpu_ratio:.3}x {} | at most 1.05x ({}) |\n\
          | `send` throughput | {tp_authmux:.0} req/s | |\n\
          | plain reqwest throughput | {tp_reqwest:.0} req/s | |\n\
-         | `send` / reqwest throughput | {tp_ratio:.3}x | at least 0.95x ({}) |\n\
+         | `send` / reqwest throughput, median per-round ratio [quartiles] | {tp_ratio:.3}x {} | at least 0.95x ({}) |\n\
+         | control: plain reqwest vs itself (the noise floor), CPU / throughput | {:.3}x {} / {:.3}x {} | |\n\
          | memory per idle hydrated manager ({MANAGERS} managers, RSS growth) | {bytes_per_manager:.0} B | at most 4 KiB ({}) |\n\
          | whole benchmark | {elapsed:.0} s | under 2 minutes ({}) |\n",
         verdict(hot_1t <= 2.0 * floor_1t),
@@ -689,8 +767,14 @@ fn main() {
         verdict(storm_ms < 50.0),
         verdict(window_ms < 1.0),
         verdict(window_calls == 1),
+        spread(send.cpu_ratio),
         verdict(cpu_ratio <= 1.05),
+        spread(send.tp_ratio),
         verdict(tp_ratio >= 0.95),
+        send.control_cpu[1],
+        spread(send.control_cpu),
+        send.control_tp[1],
+        spread(send.control_tp),
         verdict(bytes_per_manager <= 4096.0),
         verdict(elapsed < 120.0),
     );
@@ -710,8 +794,9 @@ fn main() {
          and a call costs microseconds; uncontended it stays near 150 ns.\n\n\
          The refresh window: callers inside the proactive window of a still-valid token get \
          it at once while one refresh runs in the background. `send` vs plain reqwest: 8 \
-         concurrent callers, {SEND_PER_CALLER} requests each per round, {ROUNDS} interleaved \
-         rounds (medians), against a hyper server in another process (its CPU is not \
+         concurrent callers, {SEND_PER_CALLER} requests each per round, {SEND_ROUNDS} \
+         interleaved rounds (authmux, reqwest, reqwest again as a control), each ratio taken \
+         within a round and its median reported with quartiles, against a hyper server in another process (its CPU is not \
          counted); client CPU is the sum of this process's threads' on-CPU time. Memory: \
          resident set growth over {MANAGERS} hydrated, idle managers, each with its own \
          memory store holding its session.\n\n{table}"

@@ -60,7 +60,7 @@ use crate::lifecycle::{
     Action, Input, Lifecycle, Phase, RefreshBackoff, RefreshWindow, SessionEvent,
 };
 use crate::provider::AuthProvider;
-use crate::retry::{RefreshRetry, RetryPolicy, clone_request, send_with_retry};
+use crate::retry::{RefreshRetry, RetryPolicy, clone_request, send_attempts};
 use crate::secret::{AccessToken, Fingerprint, OtpCode};
 use crate::session::{
     Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, Session, UserProfile,
@@ -251,6 +251,8 @@ struct Inner {
     flushing: AtomicBool,
     /// Created on the first `subscribe`, so an idle manager allocates no event buffer.
     events: std::sync::OnceLock<broadcast::Sender<SessionEvent>>,
+    /// The base URL in `http`'s types, made on the first relative `send`.
+    base: std::sync::OnceLock<BaseParts>,
     /// A background (refresh-ahead) run is in flight.
     ahead: AtomicBool,
     /// Publishes `completed` to callers waiting for a run in flight.
@@ -425,6 +427,7 @@ impl ManagerBuilder {
                 dirty: AtomicBool::new(false),
                 flushing: AtomicBool::new(false),
                 events: std::sync::OnceLock::new(),
+                base: std::sync::OnceLock::new(),
                 ahead: AtomicBool::new(false),
                 done: tokio::sync::watch::Sender::new(0),
             }),
@@ -871,17 +874,25 @@ impl SessionManager {
     /// What an integration (a middleware, a proxy) authorizes a request with, through
     /// [`AuthProvider::authorize`]; the hot path (a fresh token) takes no lock.
     pub async fn usable_session(&self) -> Result<Arc<Session>, AuthError> {
-        if let Some(hot) = self.inner.hot.load().as_ref()
-            && let Some(ahead) = hot.judge(self.inner.clock.now())
-        {
-            if ahead {
-                self.refresh_ahead();
-            }
-            self.flush_if_dirty();
-            return Ok(Arc::clone(&hot.session));
+        if let Some(session) = self.hot_session() {
+            return Ok(session);
         }
         require_runtime()?;
         self.decide(Reason::Due).await
+    }
+
+    /// The hot path of [`SessionManager::usable_session`], without awaiting: the
+    /// session if its token may be handed out now (starting the background refresh
+    /// when due), `None` when only the slow path can decide.
+    fn hot_session(&self) -> Option<Arc<Session>> {
+        let hot = self.inner.hot.load();
+        let hot = hot.as_ref()?;
+        let ahead = hot.judge(self.inner.clock.now())?;
+        if ahead {
+            self.refresh_ahead();
+        }
+        self.flush_if_dirty();
+        Some(Arc::clone(&hot.session))
     }
 
     /// After the server answered 401 to a request authorized with `rejected` (a
@@ -1377,29 +1388,24 @@ impl SessionManager {
         idempotent: bool,
     ) -> Result<Response<Bytes>, AuthError> {
         require_runtime()?;
-        // One deadline for the whole call; a refresh it started goes on in its own task.
-        tokio::time::timeout(
-            self.inner.config.send_timeout,
-            self.send_unbounded(request, idempotent),
-        )
-        .await
-        .unwrap_or(Err(AuthError::Timeout))
-    }
-
-    async fn send_unbounded(
-        &self,
-        request: Request<Bytes>,
-        idempotent: bool,
-    ) -> Result<Response<Bytes>, AuthError> {
-        let session = self.usable_session().await?;
-        let request = resolve_against(request, &session)?;
-        let response = self.send_authorized(&request, &session, idempotent).await?;
+        // One deadline for the whole call; a refresh it started goes on in its own
+        // task. Each wait holds it: the transport's (with its own timeout, one timer),
+        // a retry's, a refresh's. Nothing waits on the hot path but the transport.
+        let deadline = tokio::time::Instant::now() + self.inner.config.send_timeout;
+        let session = match self.hot_session() {
+            Some(session) => session,
+            None => within(deadline, self.usable_session()).await?,
+        };
+        let request = self.resolve_against(request, &session)?;
+        let response = self
+            .send_authorized(&request, &session, idempotent, deadline)
+            .await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let refreshed = self.after_unauthorized(&session).await?;
+        let refreshed = within(deadline, self.after_unauthorized(&session)).await?;
         let response = self
-            .send_authorized(&request, &refreshed, idempotent)
+            .send_authorized(&request, &refreshed, idempotent, deadline)
             .await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             return Err(AuthError::Unauthorized {
@@ -1411,29 +1417,36 @@ impl SessionManager {
 
     async fn send_authorized(
         &self,
-        request: &Request<Bytes>,
+        template: &Request<Bytes>,
         session: &Session,
         idempotent: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<Bytes>, AuthError> {
-        let mut request = clone_request(request);
-        crate::provider::authorize_request(self.inner.provider.as_ref(), session, &mut request)?;
         let config = &self.inner.config;
+        let provider = self.inner.provider.as_ref();
         // Application traffic gets the manager's limits; the auth endpoints, sent
         // without them, keep the transport's own.
-        request.extensions_mut().insert(RequestLimits {
+        let limits = RequestLimits {
             timeout: config.request_timeout,
             max_response_bytes: Some(config.max_response_bytes),
-        });
-        let transport = self.inner.provider.transport();
-        let clock = &self.inner.clock;
-        let response = send_with_retry(
-            transport.as_ref(),
-            request,
-            &config.retry,
-            idempotent,
-            || clock.now(),
-        )
-        .await?;
+            deadline: Some(deadline),
+        };
+        // One copy of the template per attempt: the template itself stays unauthorized
+        // for a replay with the refreshed session.
+        let attempt = || {
+            let mut request = clone_request(template);
+            crate::provider::authorize_request(provider, session, &mut request)?;
+            Ok(request)
+        };
+        let transport = provider.transport();
+        let send = |request| transport.send_with_limits(request, limits);
+        let retryable = idempotent || crate::retry::is_idempotent(template.method());
+        let response = if retryable && config.retry.retries > 0 {
+            let clock = &self.inner.clock;
+            send_attempts(send, attempt, &config.retry, || clock.now(), Some(deadline)).await?
+        } else {
+            send(attempt()?).await?
+        };
         // The cap holds even through a transport that ignores `RequestLimits`.
         if response.body().len() > config.max_response_bytes {
             return Err(AuthError::Transport {
@@ -1620,6 +1633,17 @@ impl SessionManager {
 
 /// Fails before anything changes when there is no tokio runtime to run refreshes,
 /// saves and logouts on.
+/// `future`, or [`AuthError::Timeout`] at `deadline` (no timer is armed if `future` is
+/// ready at once).
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    future: impl Future<Output = Result<T, AuthError>>,
+) -> Result<T, AuthError> {
+    tokio::time::timeout_at(deadline, future)
+        .await
+        .unwrap_or(Err(AuthError::Timeout))
+}
+
 fn require_runtime() -> Result<(), AuthError> {
     tokio::runtime::Handle::try_current()
         .map(|_| ())
@@ -1691,43 +1715,95 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-/// Resolves a relative request URI against the session's base URL and refuses any
-/// other origin.
-fn resolve_against(
-    mut request: Request<Bytes>,
-    session: &Session,
-) -> Result<Request<Bytes>, AuthError> {
-    let base = &session.base_url;
-    if request.uri().scheme().is_none() && request.uri().authority().is_none() {
-        // One string and one parse per request: the base's origin and path prefix,
-        // then the request's path and query as given (the base's own query dropped).
-        let origin_and_prefix = match base.query() {
-            Some(_) => &base.as_str()[..base.as_str().find('?').unwrap_or(base.as_str().len())],
-            None => base.as_str(),
-        }
-        .trim_end_matches('/');
-        let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        let mut joined = String::with_capacity(origin_and_prefix.len() + path_and_query.len() + 1);
-        joined.push_str(origin_and_prefix);
-        if !path_and_query.starts_with('/') {
-            joined.push('/');
-        }
-        joined.push_str(path_and_query);
-        *request.uri_mut() = joined
-            .parse::<Uri>()
-            .map_err(|_| AuthError::validation("uri", "invalid request URI"))?;
-        return Ok(request);
+/// The session's base URL in `http`'s types, kept so that a relative request URI is
+/// resolved without formatting and parsing the base each time.
+#[derive(Debug, Clone)]
+struct BaseParts {
+    url: url::Url,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The base's path without its trailing `/` (empty for a base at the root); the
+    /// base's own query is dropped.
+    prefix: String,
+}
+
+impl BaseParts {
+    fn new(url: &url::Url) -> Result<Self, AuthError> {
+        let invalid = || AuthError::validation("uri", "the session's base URL is not an HTTP URI");
+        let scheme = url.scheme().parse().map_err(|_| invalid())?;
+        let authority = url[url::Position::BeforeUsername..url::Position::AfterPort]
+            .parse()
+            .map_err(|_| invalid())?;
+        Ok(Self {
+            url: url.clone(),
+            scheme,
+            authority,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+        })
     }
-    let uri = request.uri();
-    let same_origin = session.is_same_origin_uri(uri);
-    if !same_origin {
-        return Err(AuthError::InsecureTransport {
-            reason: format!(
-                "request to {} is outside the session's origin {}; credentials are only sent there",
-                uri.host().unwrap_or("?"),
-                base.origin().ascii_serialization()
-            ),
-        });
+
+    /// `relative` (a path and query) on this base: the base's origin and path prefix,
+    /// then the request's path and query as given.
+    fn resolve(&self, relative: Uri) -> Result<Uri, AuthError> {
+        let invalid = || AuthError::validation("uri", "invalid request URI");
+        let path_and_query = match relative.into_parts().path_and_query {
+            Some(pq) if self.prefix.is_empty() && pq.as_str().starts_with('/') => pq,
+            pq => {
+                let rest = pq.as_ref().map_or("/", |p| p.as_str());
+                let mut joined = String::with_capacity(self.prefix.len() + rest.len() + 1);
+                joined.push_str(&self.prefix);
+                if !rest.starts_with('/') {
+                    joined.push('/');
+                }
+                joined.push_str(rest);
+                http::uri::PathAndQuery::from_maybe_shared(joined).map_err(|_| invalid())?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| invalid())
     }
-    Ok(request)
+}
+
+impl SessionManager {
+    /// Resolves a relative request URI (`/items`) against the session's base URL, and
+    /// refuses an absolute one outside the session's origin.
+    fn resolve_against(
+        &self,
+        mut request: Request<Bytes>,
+        session: &Session,
+    ) -> Result<Request<Bytes>, AuthError> {
+        let uri = request.uri();
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            let relative = std::mem::take(request.uri_mut());
+            let cached = match self.inner.base.get() {
+                Some(base) if base.url == session.base_url => Some(base),
+                Some(_) => None,
+                None => {
+                    let _ = self.inner.base.set(BaseParts::new(&session.base_url)?);
+                    self.inner
+                        .base
+                        .get()
+                        .filter(|base| base.url == session.base_url)
+                }
+            };
+            *request.uri_mut() = match cached {
+                Some(base) => base.resolve(relative)?,
+                None => BaseParts::new(&session.base_url)?.resolve(relative)?,
+            };
+            return Ok(request);
+        }
+        if !session.is_same_origin_uri(uri) {
+            return Err(AuthError::InsecureTransport {
+                reason: format!(
+                    "request to {} is outside the session's origin {}; credentials are only sent there",
+                    uri.host().unwrap_or("?"),
+                    session.base_url.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(request)
+    }
 }

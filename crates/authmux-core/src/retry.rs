@@ -11,6 +11,7 @@
 //! rule the session manager applies to it instead: retried once, inside the same call,
 //! only when the server certainly did not process it.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -206,9 +207,35 @@ pub async fn send_with_retry(
     if !retryable || policy.retries == 0 {
         return transport.send(request).await;
     }
+    send_attempts(
+        |request| transport.send(request),
+        || Ok(clone_request(&request)),
+        policy,
+        now,
+        None,
+    )
+    .await
+}
+
+/// The retry loop of [`send_with_retry`] for a request the caller already judged
+/// retryable: each attempt sends what `make` builds through `send`, so a caller that
+/// keeps its own template (an unauthorized request it may replay after a 401) copies
+/// it once per attempt rather than once more for the loop. With a `deadline`, a wait
+/// for the next attempt that would end past it ends the loop with
+/// [`AuthError::Timeout`] at once (`send` holds the deadline for each attempt).
+pub async fn send_attempts<Fut>(
+    send: impl Fn(Request<Bytes>) -> Fut,
+    mut make: impl FnMut() -> Result<Request<Bytes>, AuthError>,
+    policy: &RetryPolicy,
+    now: impl Fn() -> SystemTime,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Response<Bytes>, AuthError>
+where
+    Fut: Future<Output = Result<Response<Bytes>, AuthError>>,
+{
     let mut attempt = 0;
     loop {
-        let result = transport.send(clone_request(&request)).await;
+        let result = send(make()?).await;
         attempt += 1;
         if attempt > policy.retries {
             return result;
@@ -221,6 +248,9 @@ pub async fn send_with_retry(
                     wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     "retrying idempotent request"
                 );
+                if deadline.is_some_and(|d| tokio::time::Instant::now() + wait >= d) {
+                    return Err(AuthError::Timeout);
+                }
                 tokio::time::sleep(wait).await;
             }
         }

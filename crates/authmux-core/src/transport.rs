@@ -60,6 +60,29 @@ pub fn default_user_agent() -> String {
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Sends `request`.
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError>;
+
+    /// Sends `request` with per-request [`RequestLimits`] (what the
+    /// [`SessionManager`](crate::SessionManager) does for application traffic). The
+    /// default puts `limits` in the request's extensions and calls
+    /// [`Transport::send`], so a transport that reads them there needs nothing more; a
+    /// transport may take them directly instead, saving the extension map.
+    ///
+    /// The default also holds `limits.deadline`, with a timer around
+    /// [`Transport::send`]; a transport that overrides this must hold it itself.
+    async fn send_with_limits(
+        &self,
+        mut request: Request<Bytes>,
+        limits: RequestLimits,
+    ) -> Result<Response<Bytes>, AuthError> {
+        let deadline = limits.deadline;
+        request.extensions_mut().insert(limits);
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.send(request))
+                .await
+                .unwrap_or(Err(AuthError::Timeout)),
+            None => self.send(request).await,
+        }
+    }
 }
 
 /// A transport made from a closure by [`from_fn`]. Its `Debug` is `FnTransport`.
@@ -126,7 +149,8 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 /// Per-request overrides of a transport's timeout and response-size cap, carried in the
-/// request's extensions (`request.extensions_mut().insert(RequestLimits { .. })`).
+/// request's extensions (`request.extensions_mut().insert(RequestLimits { .. })`) or
+/// handed to [`Transport::send_with_limits`].
 ///
 /// The [`SessionManager`](crate::SessionManager) attaches one to every application
 /// request it sends (its `send_timeout` and `max_response_bytes` settings), so that
@@ -139,6 +163,10 @@ pub struct RequestLimits {
     pub timeout: Option<Duration>,
     /// The largest response body accepted for this request (`None`: the transport's).
     pub max_response_bytes: Option<usize>,
+    /// A moment by which the answer must be in, whatever the timeout ([`AuthError::Timeout`]
+    /// after it): the deadline of the whole call this request is part of, so that one
+    /// timer holds both.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// Settings of [`ReqwestTransport`].
@@ -220,7 +248,11 @@ mod reqwest_impl {
     #[derive(Debug, Clone)]
     pub struct ReqwestTransport {
         client: reqwest::Client,
+        /// The timeout of each exchange (`None` for a caller's client, which keeps its
+        /// own).
+        timeout: Option<Duration>,
         max_response_bytes: usize,
+        origins: Arc<OriginCache>,
     }
 
     impl ReqwestTransport {
@@ -232,14 +264,15 @@ mod reqwest_impl {
         /// A transport with the given settings.
         pub fn with_config(config: TransportConfig) -> Result<Self, AuthError> {
             let client = reqwest::Client::builder()
-                .timeout(config.timeout)
                 .user_agent(config.user_agent)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(map_error)?;
             Ok(Self {
                 client,
+                timeout: Some(config.timeout),
                 max_response_bytes: config.max_response_bytes,
+                origins: Arc::default(),
             })
         }
 
@@ -247,7 +280,9 @@ mod reqwest_impl {
         pub fn from_client(client: reqwest::Client, max_response_bytes: usize) -> Self {
             Self {
                 client,
+                timeout: None,
                 max_response_bytes,
+                origins: Arc::default(),
             }
         }
     }
@@ -284,33 +319,169 @@ mod reqwest_impl {
                 .get::<RequestLimits>()
                 .copied()
                 .unwrap_or_default();
+            self.exchange(request, limits).await
+        }
+
+        async fn send_with_limits(
+            &self,
+            request: Request<Bytes>,
+            limits: RequestLimits,
+        ) -> Result<Response<Bytes>, AuthError> {
+            self.exchange(request, limits).await
+        }
+    }
+
+    impl ReqwestTransport {
+        /// One request and its whole answer, within the timeout (the request's own, or
+        /// the transport's; a client from [`ReqwestTransport::from_client`] also keeps
+        /// its own) and the request's deadline. One plain `tokio` timer holds both,
+        /// rather than reqwest's per-request timeout, which costs an allocation.
+        async fn exchange(
+            &self,
+            request: Request<Bytes>,
+            limits: RequestLimits,
+        ) -> Result<Response<Bytes>, AuthError> {
             let cap = limits.max_response_bytes.unwrap_or(self.max_response_bytes);
-            let mut request = reqwest::Request::try_from(request).map_err(map_error)?;
-            if let Some(timeout) = limits.timeout {
-                // Overrides the client's timeout for this request only.
-                *request.timeout_mut() = Some(timeout);
-            }
-            let mut response = self.client.execute(request).await.map_err(map_error)?;
+            let request = to_reqwest(request, &self.origins)?;
+            // One timer for the whole exchange: the earlier of the timeout and the
+            // caller's deadline, armed once and raced with each step (the steps'
+            // futures stay small: no large future is moved into a wrapper).
+            let timeout = limits
+                .timeout
+                .or(self.timeout)
+                .map(|timeout| tokio::time::Instant::now() + timeout);
+            let until = match (timeout, limits.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timer = until.map(tokio::time::sleep_until);
+            let mut timer = std::pin::pin!(timer);
+            let execute = async { self.client.execute(request).await.map_err(map_error) };
+            let mut response = race(execute, timer.as_mut().as_pin_mut()).await?;
             if response.content_length().is_some_and(|n| n > cap as u64) {
                 return Err(body_too_large(cap));
             }
-            let mut builder = Response::builder()
-                .status(response.status())
-                .version(response.version());
-            if let Some(headers) = builder.headers_mut() {
-                *headers = std::mem::take(response.headers_mut());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(map_error)? {
-                if body.len() + chunk.len() > cap {
-                    return Err(body_too_large(cap));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            builder
-                .body(Bytes::from(body))
-                .map_err(|e| AuthError::protocol(format!("bad response: {e}")))
+            let status = response.status();
+            let version = response.version();
+            let headers = std::mem::take(response.headers_mut());
+            let body = race(read_body(response, cap), timer.as_mut().as_pin_mut()).await?;
+            let mut out = Response::new(body);
+            *out.status_mut() = status;
+            *out.version_mut() = version;
+            *out.headers_mut() = headers;
+            Ok(out)
         }
+    }
+
+    /// `step`, unless `timer` fires first ([`AuthError::Timeout`]).
+    async fn race<T>(
+        step: impl Future<Output = Result<T, AuthError>>,
+        mut timer: Option<std::pin::Pin<&mut tokio::time::Sleep>>,
+    ) -> Result<T, AuthError> {
+        let mut step = std::pin::pin!(step);
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(result) = step.as_mut().poll(cx) {
+                return std::task::Poll::Ready(result);
+            }
+            if let Some(timer) = timer.as_mut()
+                && timer.as_mut().poll(cx).is_ready()
+            {
+                return std::task::Poll::Ready(Err(AuthError::Timeout));
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// The origin (`scheme://authority/`) of the last request, parsed: requests to the
+    /// same origin (all of a session's) reuse it and only set their path and query,
+    /// skipping the host parsing that dominates `Url::parse`. Holds no credentials: an
+    /// authority with user information is never kept.
+    #[derive(Default)]
+    struct OriginCache(arc_swap::ArcSwapOption<Url>);
+
+    impl fmt::Debug for OriginCache {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("OriginCache")
+        }
+    }
+
+    impl OriginCache {
+        /// The URL of `uri` (absolute), as `Url::parse` of its text would give.
+        fn url_of(&self, uri: &http::Uri) -> Result<Url, AuthError> {
+            let invalid = || AuthError::validation("uri", "invalid request URI");
+            let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
+                (Some(scheme), Some(authority)) => (scheme, authority.as_str()),
+                _ => return Err(AuthError::validation("uri", "request URI is not absolute")),
+            };
+            let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+            if let Some(origin) = self.0.load().as_deref()
+                && origin.scheme() == scheme
+                && &origin[url::Position::BeforeHost..url::Position::AfterPort] == authority
+            {
+                // The same origin text parses to the same origin: only the path and
+                // query are new (`set_path` and `set_query` parse them as
+                // `Url::parse` would).
+                let mut url = origin.clone();
+                let (path, query) = match path_and_query.split_once('?') {
+                    Some((path, query)) => (path, Some(query)),
+                    None => (path_and_query, None),
+                };
+                url.set_path(path);
+                url.set_query(query);
+                return Ok(url);
+            }
+            let mut text =
+                String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len());
+            text.push_str(scheme);
+            text.push_str("://");
+            text.push_str(authority);
+            text.push_str(path_and_query);
+            let url = Url::parse(&text).map_err(|_| invalid())?;
+            if !authority.contains('@') && !url.cannot_be_a_base() {
+                let mut origin = url.clone();
+                origin.set_path("/");
+                origin.set_query(None);
+                self.0.store(Some(Arc::new(origin)));
+            }
+            Ok(url)
+        }
+    }
+
+    /// `reqwest::Request::try_from`, without its growing `String` and, for a known
+    /// origin, without parsing the host again (fewer allocations and instructions
+    /// matter on this path). The request's extensions are not carried over: reqwest
+    /// reads none it did not set.
+    fn to_reqwest(
+        request: Request<Bytes>,
+        origins: &OriginCache,
+    ) -> Result<reqwest::Request, AuthError> {
+        let (parts, body) = request.into_parts();
+        let url = origins.url_of(&parts.uri)?;
+        let mut out = reqwest::Request::new(parts.method, url);
+        *out.headers_mut() = parts.headers;
+        *out.version_mut() = parts.version;
+        *out.body_mut() = Some(body.into());
+        Ok(out)
+    }
+
+    /// Reads the whole body, refusing more than `cap` bytes. A body of a stated length
+    /// (already checked against `cap`; hyper reads no more than it states) is collected
+    /// in one go, as `reqwest::Response::bytes` does: measurably cheaper than a
+    /// `chunk()` loop. A body of unknown length is read chunk by chunk, counting.
+    async fn read_body(response: reqwest::Response, cap: usize) -> Result<Bytes, AuthError> {
+        if response.content_length().is_some() {
+            return response.bytes().await.map_err(map_error);
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(map_error)? {
+            if body.len() + chunk.len() > cap {
+                return Err(body_too_large(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     fn body_too_large(cap: usize) -> AuthError {
@@ -319,6 +490,49 @@ mod reqwest_impl {
             source: Some(Arc::new(std::io::Error::other(format!(
                 "response body larger than {cap} bytes"
             )))),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The cache gives what `Url::parse` of the whole text gives, for the first
+        /// request to an origin and for every later one (paths, queries, dot segments,
+        /// encodings, another origin, default ports, IPv6).
+        #[test]
+        fn origin_cache_parses_as_url_parse_does() {
+            let cache = OriginCache::default();
+            let uris = [
+                "http://127.0.0.1:8055/items/articles",
+                "http://127.0.0.1:8055/items/articles?fields=*&limit=2",
+                "http://127.0.0.1:8055/a/../b/./c",
+                "http://127.0.0.1:8055/%7Euser/caf%C3%A9?q=a%20b",
+                "http://127.0.0.1:8055/",
+                "http://127.0.0.1:8055",
+                "http://127.0.0.1:8056/other/port",
+                "https://API.example.com:443/x?y",
+                "https://api.example.com/x?y",
+                "https://api.example.com/x?",
+                "http://[::1]:9000/v6",
+                "http://127.0.0.1:8055/items?a=1",
+            ];
+            for _ in 0..2 {
+                for text in uris {
+                    let uri: http::Uri = text.parse().unwrap();
+                    let expected = Url::parse(&uri.to_string()).unwrap();
+                    assert_eq!(cache.url_of(&uri).unwrap(), expected, "{text}");
+                }
+            }
+        }
+
+        #[test]
+        fn origin_cache_never_keeps_user_information() {
+            let cache = OriginCache::default();
+            let uri: http::Uri = "http://user:secret@127.0.0.1:1/x".parse().unwrap();
+            let url = cache.url_of(&uri).unwrap();
+            assert_eq!(url.password(), Some("secret"));
+            assert!(cache.0.load().is_none());
         }
     }
 }
