@@ -265,6 +265,16 @@ fn main() {
             auth_layer: AuthLayer::new(manager.clone()).layer(hyper.clone()),
             hyper,
         };
+        if let Ok(which) = std::env::var("AUTHMUX_BENCH_PROFILE") {
+            // One variant alone (its index in `VARIANTS`), for `perf` or callgrind.
+            let variant = VARIANTS[which.parse::<usize>().expect("a variant index")];
+            let rounds = std::env::var("AUTHMUX_BENCH_PROFILE_ROUNDS")
+                .map_or(10, |n| n.parse().expect("a number of rounds"));
+            for _ in 0..rounds {
+                run(&clients, variant, per_caller).await;
+            }
+            return None;
+        }
         let cost = authorize_cost(&manager, &clients.uri, &clients.header).await;
         // Warm up: connections open, allocator and caches settled.
         for variant in VARIANTS {
@@ -282,11 +292,13 @@ fn main() {
                 results[i].push(run(&clients, VARIANTS[i], per_caller).await);
             }
         }
-        (results, cost)
+        Some((results, cost))
     });
-    let (results, (static_ns, authorized_ns)) = results;
     drop(server.stdin.take());
     let _ = server.wait();
+    let Some((results, (static_ns, authorized_ns))) = results else {
+        return;
+    };
 
     let requests = (CALLERS * per_caller) as f64;
     let cpu_us = |i: usize, round: usize| results[i][round].1 as f64 / 1_000.0 / requests;

@@ -874,7 +874,7 @@ impl SessionManager {
     /// What an integration (a middleware, a proxy) authorizes a request with, through
     /// [`AuthProvider::authorize`]; the hot path (a fresh token) takes no lock.
     pub async fn usable_session(&self) -> Result<Arc<Session>, AuthError> {
-        if let Some(session) = self.hot_session() {
+        if let Some(session) = self.try_usable_session() {
             return Ok(session);
         }
         require_runtime()?;
@@ -883,8 +883,12 @@ impl SessionManager {
 
     /// The hot path of [`SessionManager::usable_session`], without awaiting: the
     /// session if its token may be handed out now (starting the background refresh
-    /// when due), `None` when only the slow path can decide.
-    fn hot_session(&self) -> Option<Arc<Session>> {
+    /// when one is due), `None` when only `usable_session` can decide (no session,
+    /// an expired token, a refresh to wait for).
+    ///
+    /// For integrations that keep their own futures small: the pipeline behind
+    /// `usable_session` is a large future, which they can box on the rare path only.
+    pub fn try_usable_session(&self) -> Option<Arc<Session>> {
         let hot = self.inner.hot.load();
         let hot = hot.as_ref()?;
         let ahead = hot.judge(self.inner.clock.now())?;
@@ -1392,9 +1396,10 @@ impl SessionManager {
         // task. Each wait holds it: the transport's (with its own timeout, one timer),
         // a retry's, a refresh's. Nothing waits on the hot path but the transport.
         let deadline = tokio::time::Instant::now() + self.inner.config.send_timeout;
-        let session = match self.hot_session() {
+        // The slow paths are large futures: boxed, they do not weigh on every call.
+        let session = match self.try_usable_session() {
             Some(session) => session,
-            None => within(deadline, self.usable_session()).await?,
+            None => within(deadline, Box::pin(self.usable_session())).await?,
         };
         let request = self.resolve_against(request, &session)?;
         let response = self
@@ -1403,7 +1408,7 @@ impl SessionManager {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let refreshed = within(deadline, self.after_unauthorized(&session)).await?;
+        let refreshed = within(deadline, Box::pin(self.after_unauthorized(&session))).await?;
         let response = self
             .send_authorized(&request, &refreshed, idempotent, deadline)
             .await?;

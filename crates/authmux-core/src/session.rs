@@ -130,11 +130,25 @@ pub fn same_origin(base: &Url, url: &Url) -> bool {
 /// Whether an absolute `uri` is on `base`'s origin (see [`same_origin`]). A relative
 /// URI (no scheme or host) is not.
 pub fn same_origin_uri(base: &Url, uri: &http::Uri) -> bool {
+    // The common case first, two comparisons: the request's authority written exactly
+    // as the base's (`host[:port]`, the port only when not the scheme's default, as
+    // `Url` keeps it). Anything else (another case, a written default port, user
+    // information) is decided below.
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
+        && scheme == base.scheme()
+        && authority.as_str() == &base[url::Position::BeforeHost..url::Position::AfterPort]
+    {
+        return true;
+    }
     let same_host = match (uri.host(), base.host_str()) {
         (Some(a), Some(b)) => {
             let a = a.trim_start_matches('[').trim_end_matches(']');
             let b = b.trim_start_matches('[').trim_end_matches(']');
             a.eq_ignore_ascii_case(b)
+                || matches!(
+                    (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()),
+                    (Ok(a), Ok(b)) if a == b
+                )
         }
         _ => false,
     };
@@ -340,6 +354,31 @@ mod tests {
                     let uri: http::Uri = b.as_str().parse().unwrap();
                     assert_eq!(same_origin_uri(&a, &uri), same_origin(&a, &b), "{a} {b}");
                 }
+            }
+            // URIs as written, not as `Url` normalizes them: the quick comparison of
+            // the authority text must never decide otherwise than the full check.
+            for raw in [
+                "https://api.example.com/x",
+                "https://api.example.com:443/x",
+                "https://API.Example.com/x",
+                "https://user@api.example.com/x",
+                "https://user:pw@api.example.com:443/x",
+                "HTTPS://api.example.com/x",
+                "http://api.example.com:80/x",
+                "http://api.example.com:8080/x",
+                "http://127.0.0.1:8080/x",
+                "http://127.0.0.1:08080/x",
+                "http://[::1]:8080/x",
+                "http://[0:0:0:0:0:0:0:1]:8080/x",
+                "https://api.example.com.evil.test/x",
+            ] {
+                let uri: http::Uri = raw.parse().unwrap();
+                let url = Url::parse(raw).unwrap();
+                assert_eq!(
+                    same_origin_uri(&a, &uri),
+                    same_origin(&a, &url),
+                    "{a} {raw}"
+                );
             }
         }
     }

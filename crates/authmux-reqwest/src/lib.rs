@@ -49,6 +49,19 @@ fn authorize(manager: &SessionManager, session: &Session, request: &mut Request)
     result.map_err(Error::middleware)
 }
 
+/// A copy of `request` to replay, `None` for a streaming body. `Request::try_clone`,
+/// without its cost for the common request with no body and no timeout of its own
+/// (it always stores a timeout, allocating reqwest's extension map).
+fn replay_copy(request: &Request) -> Option<Request> {
+    if request.body().is_some() || request.timeout().is_some() {
+        return request.try_clone();
+    }
+    let mut copy = Request::new(request.method().clone(), request.url().clone());
+    *copy.headers_mut() = request.headers().clone();
+    *copy.version_mut() = request.version();
+    Some(copy)
+}
+
 fn auth_error(error: AuthError) -> Error {
     Error::middleware(error)
 }
@@ -68,14 +81,23 @@ impl Middleware for AuthMiddleware {
         {
             return next.run(request, extensions).await;
         }
-        let session = self.manager.usable_session().await.map_err(auth_error)?;
-        if !session.is_same_origin(request.url()) {
+        // The slow paths (waiting for a refresh) are large futures: boxed only when
+        // taken, so that every request's future stays small.
+        let session = match self.manager.try_usable_session() {
+            Some(session) => session,
+            None => Box::pin(self.manager.usable_session())
+                .await
+                .map_err(auth_error)?,
+        };
+        if session.base_url != *self.manager.provider().base_url()
+            && !session.is_same_origin(request.url())
+        {
             // A session restored for another base URL than the provider's.
             return next.run(request, extensions).await;
         }
         // Before the credentials go in: the copy to replay carries none. `None` for a
         // streaming body, which cannot be sent twice.
-        let replay = request.try_clone();
+        let replay = replay_copy(&request);
         authorize(&self.manager, &session, &mut request)?;
         let response = next.clone().run(request, extensions).await?;
         // A 401 from elsewhere (after a redirect to another origin, which reqwest
@@ -84,9 +106,7 @@ impl Middleware for AuthMiddleware {
         {
             return Ok(response);
         }
-        let refreshed = self
-            .manager
-            .session_after_unauthorized(&session)
+        let refreshed = Box::pin(self.manager.session_after_unauthorized(&session))
             .await
             .map_err(auth_error)?;
         let Some(mut replay) = replay else {

@@ -124,49 +124,103 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // Clone-and-swap: the service that was made ready goes into the future, a
-        // clone (to be made ready by the next `poll_ready`) stays.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let base = self.manager.provider().base_url();
         // The caller chose its own credentials, or the request is not for the
         // provider's origin at all: pass it through, asking the manager nothing.
-        if request.headers().contains_key(AUTHORIZATION)
-            || !same_origin_uri(self.manager.provider().base_url(), request.uri())
-        {
-            return Box::pin(async move { inner.call(request).await.map_err(Error::Service) });
+        if request.headers().contains_key(AUTHORIZATION) || !same_origin_uri(base, request.uri()) {
+            let response = self.inner.call(request);
+            return Box::pin(async move { response.await.map_err(Error::Service) });
         }
+        let Some(session) = self.manager.try_usable_session() else {
+            // No token to hand out now (none yet, expired, a refresh to wait for): the
+            // slow path, in its own boxed future.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return Box::pin(call_after_waiting(self.manager.clone(), inner, request));
+        };
+        if session.base_url != *base && !session.is_same_origin_uri(request.uri()) {
+            // A session restored for another base URL than the provider's.
+            let response = self.inner.call(request);
+            return Box::pin(async move { response.await.map_err(Error::Service) });
+        }
+        // The hot path, all before the future: the copy to replay (made before the
+        // credentials go in: it carries none), the credentials, and the call on the
+        // service `poll_ready` made ready. A clone of it goes into the future for a
+        // replay, made ready there before it is called.
+        let replay = copy_request(&request);
+        if let Err(error) =
+            authorize_request(self.manager.provider().as_ref(), &session, &mut request)
+        {
+            return Box::pin(std::future::ready(Err(Error::Auth(error))));
+        }
+        let response = self.inner.call(request);
+        let inner = self.inner.clone();
         let manager = self.manager.clone();
         Box::pin(async move {
-            let session = manager.usable_session().await.map_err(Error::Auth)?;
-            if !session.is_same_origin_uri(request.uri()) {
-                // A session restored for another base URL than the provider's.
-                return inner.call(request).await.map_err(Error::Service);
-            }
-            // Before the credentials go in: the copy to replay carries none.
-            let replay = copy_request(&request);
-            authorize_request(manager.provider().as_ref(), &session, &mut request)
-                .map_err(Error::Auth)?;
-            let response = inner.call(request).await.map_err(Error::Service)?;
+            let response = response.await.map_err(Error::Service)?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            let refreshed = manager
-                .session_after_unauthorized(&session)
-                .await
-                .map_err(Error::Auth)?;
-            let Some(mut replay) = replay else {
-                // The body is gone; the next request goes out with the refreshed session.
-                return Ok(response);
-            };
-            drop(response);
-            authorize_request(manager.provider().as_ref(), &refreshed, &mut replay)
-                .map_err(Error::Auth)?;
-            poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Error::Service)?;
-            inner.call(replay).await.map_err(Error::Service)
+            Box::pin(replay_after_401(manager, inner, session, replay, response)).await
         })
     }
+}
+
+/// The requests [`AuthService`] waits for the manager for (no token to hand out now):
+/// clone-and-swap happened in `call` (the service that was made ready came here, a
+/// clone to be made ready by the next `poll_ready` stayed), then the same steps as the
+/// hot path once the session is there.
+async fn call_after_waiting<S, B, R>(
+    manager: SessionManager,
+    mut inner: S,
+    mut request: Request<B>,
+) -> Result<Response<R>, Error<S::Error>>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    B: ReplayBody,
+{
+    let session = manager.usable_session().await.map_err(Error::Auth)?;
+    if !session.is_same_origin_uri(request.uri()) {
+        // A session restored for another base URL than the provider's.
+        return inner.call(request).await.map_err(Error::Service);
+    }
+    let replay = copy_request(&request);
+    authorize_request(manager.provider().as_ref(), &session, &mut request).map_err(Error::Auth)?;
+    let response = inner.call(request).await.map_err(Error::Service)?;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    Box::pin(replay_after_401(manager, inner, session, replay, response)).await
+}
+
+/// After a 401 to a request authorized with `session`: one refresh (joining one in
+/// flight), then one replay of `replay` on `inner` (made ready first). Without a copy
+/// to replay (a body that cannot be sent twice), the 401 goes back, the session
+/// already refreshed for the next request.
+async fn replay_after_401<S, B, R>(
+    manager: SessionManager,
+    mut inner: S,
+    session: std::sync::Arc<authmux_core::Session>,
+    replay: Option<Request<B>>,
+    response: Response<R>,
+) -> Result<Response<R>, Error<S::Error>>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    let refreshed = manager
+        .session_after_unauthorized(&session)
+        .await
+        .map_err(Error::Auth)?;
+    let Some(mut replay) = replay else {
+        // The body is gone; the next request goes out with the refreshed session.
+        return Ok(response);
+    };
+    drop(response);
+    authorize_request(manager.provider().as_ref(), &refreshed, &mut replay).map_err(Error::Auth)?;
+    poll_fn(|cx| inner.poll_ready(cx))
+        .await
+        .map_err(Error::Service)?;
+    inner.call(replay).await.map_err(Error::Service)
 }
 
 /// A copy of `request` to replay, if its body can be copied.
