@@ -221,7 +221,7 @@ fn main() {
     let per_caller: usize = std::env::var("AUTHMUX_BENCH_REQUESTS_PER_CALLER")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(1000);
     let mut server = Command::new(env!("CARGO_BIN_EXE_authmux-bench-server"))
         .arg(TOKEN)
         .stdin(Stdio::piped())

@@ -311,41 +311,46 @@ mod reqwest_impl {
         }
     }
 
-    #[async_trait]
+    /// The future of one exchange (boxed, as a `dyn Transport`'s are).
+    type Exchange<'a> =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<Bytes>, AuthError>> + Send + 'a>>;
+
+    // Written out rather than with `#[async_trait]`: the request is converted and handed
+    // to reqwest before the future is made, so the boxed future, allocated for every
+    // request, holds only what lives across its awaits (reqwest's futures, the timer)
+    // and stays small enough for the allocator's fast path.
     impl Transport for ReqwestTransport {
-        async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
+        fn send<'life0, 'async_trait>(
+            &'life0 self,
+            request: Request<Bytes>,
+        ) -> Exchange<'async_trait>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
             let limits = request
                 .extensions()
                 .get::<RequestLimits>()
                 .copied()
                 .unwrap_or_default();
-            self.exchange(request, limits).await
+            self.send_with_limits(request, limits)
         }
 
-        async fn send_with_limits(
-            &self,
+        fn send_with_limits<'life0, 'async_trait>(
+            &'life0 self,
             request: Request<Bytes>,
             limits: RequestLimits,
-        ) -> Result<Response<Bytes>, AuthError> {
-            self.exchange(request, limits).await
-        }
-    }
-
-    impl ReqwestTransport {
-        /// One request and its whole answer, within the timeout (the request's own, or
-        /// the transport's; a client from [`ReqwestTransport::from_client`] also keeps
-        /// its own) and the request's deadline. One plain `tokio` timer holds both,
-        /// rather than reqwest's per-request timeout, which costs an allocation.
-        async fn exchange(
-            &self,
-            request: Request<Bytes>,
-            limits: RequestLimits,
-        ) -> Result<Response<Bytes>, AuthError> {
+        ) -> Exchange<'async_trait>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
             let cap = limits.max_response_bytes.unwrap_or(self.max_response_bytes);
-            let request = to_reqwest(request, &self.origins)?;
-            // One timer for the whole exchange: the earlier of the timeout and the
-            // caller's deadline, armed once and raced with each step (the steps'
-            // futures stay small: no large future is moved into a wrapper).
+            // One timer for the whole exchange: the earlier of the timeout (the
+            // request's own, or the transport's; a client from
+            // [`ReqwestTransport::from_client`] also keeps its own) and the caller's
+            // deadline. A plain `tokio` timer, armed once and raced with each step,
+            // rather than reqwest's per-request timeout, which costs an allocation.
             let timeout = limits
                 .timeout
                 .or(self.timeout)
@@ -354,34 +359,74 @@ mod reqwest_impl {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let timer = until.map(tokio::time::sleep_until);
-            let mut timer = std::pin::pin!(timer);
-            let execute = async { self.client.execute(request).await.map_err(map_error) };
-            let mut response = race(execute, timer.as_mut().as_pin_mut()).await?;
-            if response.content_length().is_some_and(|n| n > cap as u64) {
-                return Err(body_too_large(cap));
+            match to_reqwest(request, &self.origins) {
+                Ok(request) => Box::pin(exchange(self.client.execute(request), until, cap)),
+                Err(error) => Box::pin(std::future::ready(Err(error))),
             }
-            let status = response.status();
-            let version = response.version();
-            let headers = std::mem::take(response.headers_mut());
-            let body = race(read_body(response, cap), timer.as_mut().as_pin_mut()).await?;
-            let mut out = Response::new(body);
-            *out.status_mut() = status;
-            *out.version_mut() = version;
-            *out.headers_mut() = headers;
-            Ok(out)
         }
     }
 
-    /// `step`, unless `timer` fires first ([`AuthError::Timeout`]).
-    async fn race<T>(
-        step: impl Future<Output = Result<T, AuthError>>,
+    /// The rest of one exchange once reqwest has the request: its answer, the whole
+    /// body (at most `cap` bytes), all before `until`.
+    async fn exchange(
+        pending: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
+        until: Option<tokio::time::Instant>,
+        cap: usize,
+    ) -> Result<Response<Bytes>, AuthError> {
+        let pending = std::pin::pin!(pending);
+        let mut timer = std::pin::pin!(until.map(tokio::time::sleep_until));
+        let mut response = race(pending, timer.as_mut().as_pin_mut()).await?;
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(body_too_large(cap));
+        }
+        // The body chunk by chunk, counting; a body that comes in one chunk (the
+        // usual small answer) is handed on without a copy. (`Response::bytes` would do
+        // the same in one call, but its future alone is 568 bytes.)
+        let mut body = Bytes::new();
+        let mut more: Option<Vec<u8>> = None;
+        loop {
+            let chunk = race(
+                std::pin::pin!(response.chunk()),
+                timer.as_mut().as_pin_mut(),
+            )
+            .await?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + more.as_ref().map_or(0, Vec::len) + chunk.len() > cap {
+                return Err(body_too_large(cap));
+            }
+            match more.as_mut() {
+                Some(more) => more.extend_from_slice(&chunk),
+                None if body.is_empty() => body = chunk,
+                None => {
+                    let mut joined = Vec::with_capacity(body.len() + chunk.len());
+                    joined.extend_from_slice(&body);
+                    joined.extend_from_slice(&chunk);
+                    more = Some(joined);
+                }
+            }
+        }
+        if let Some(more) = more {
+            body = Bytes::from(more);
+        }
+        let status = response.status();
+        let version = response.version();
+        let headers = std::mem::take(response.headers_mut());
+        let mut out = Response::new(body);
+        *out.status_mut() = status;
+        *out.version_mut() = version;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+
+    /// `step`, unless `timer` fires first ([`AuthError::Timeout`]). Both are pinned by
+    /// the caller: this future holds two references, not a copy of `step`.
+    async fn race<T, E: Into<Failure>>(
+        mut step: std::pin::Pin<&mut impl Future<Output = Result<T, E>>>,
         mut timer: Option<std::pin::Pin<&mut tokio::time::Sleep>>,
     ) -> Result<T, AuthError> {
-        let mut step = std::pin::pin!(step);
         std::future::poll_fn(|cx| {
             if let std::task::Poll::Ready(result) = step.as_mut().poll(cx) {
-                return std::task::Poll::Ready(result);
+                return std::task::Poll::Ready(result.map_err(|e| e.into().0));
             }
             if let Some(timer) = timer.as_mut()
                 && timer.as_mut().poll(cx).is_ready()
@@ -391,6 +436,21 @@ mod reqwest_impl {
             std::task::Poll::Pending
         })
         .await
+    }
+
+    /// An error of a step of [`race`], as an [`AuthError`].
+    struct Failure(AuthError);
+
+    impl From<reqwest::Error> for Failure {
+        fn from(e: reqwest::Error) -> Self {
+            Self(map_error(e))
+        }
+    }
+
+    impl From<AuthError> for Failure {
+        fn from(e: AuthError) -> Self {
+            Self(e)
+        }
     }
 
     /// The origin (`scheme://authority/`) of the last request, parsed: requests to the
@@ -463,25 +523,6 @@ mod reqwest_impl {
         *out.version_mut() = parts.version;
         *out.body_mut() = Some(body.into());
         Ok(out)
-    }
-
-    /// Reads the whole body, refusing more than `cap` bytes. A body of a stated length
-    /// (already checked against `cap`; hyper reads no more than it states) is collected
-    /// in one go, as `reqwest::Response::bytes` does: measurably cheaper than a
-    /// `chunk()` loop. A body of unknown length is read chunk by chunk, counting.
-    async fn read_body(response: reqwest::Response, cap: usize) -> Result<Bytes, AuthError> {
-        if response.content_length().is_some() {
-            return response.bytes().await.map_err(map_error);
-        }
-        let mut response = response;
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(map_error)? {
-            if body.len() + chunk.len() > cap {
-                return Err(body_too_large(cap));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Bytes::from(body))
     }
 
     fn body_too_large(cap: usize) -> AuthError {
