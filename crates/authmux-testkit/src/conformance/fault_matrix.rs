@@ -1068,7 +1068,12 @@ async fn next_call(
             if manager.session().is_some() {
                 return Err("the faulted code step signed in".into());
             }
-            let code = OtpCode::new(code.unwrap_or_default());
+            // The code as the user would type it now: a time-based code from before a
+            // fault that took seconds (a hang until the timeout) may have expired.
+            let code = match target.target.otp_user.as_ref() {
+                Some(otp) => OtpCode::new((otp.code)()),
+                None => OtpCode::new(code.unwrap_or_default()),
+            };
             match manager.verify_otp(&code).await {
                 Ok(_) => Ok("ok"),
                 // The server consumed the challenge with the spoiled answer: a new
