@@ -355,20 +355,13 @@ struct Driven {
 }
 
 impl Driven {
-    fn sdk(target: &Target) -> Driven {
-        let mut child = Command::new(var("AUTHMUX_BENCH_NODE"))
-            .arg(var("AUTHMUX_BENCH_SDK_SCRIPT"))
-            .env("AUTHMUX_DIRECTUS_URL", target.url.as_str())
-            .env("AUTHMUX_DIRECTUS_ADMIN_EMAIL", &target.email)
-            .env("AUTHMUX_DIRECTUS_ADMIN_PASSWORD", &target.password)
-            .env(
-                "AUTHMUX_BENCH_SDK_LEAD_MS",
-                sdk_lead(target).as_millis().to_string(),
-            )
+    /// Starts `command` with its standard input and output piped to this process.
+    fn spawn(command: &mut Command, what: &str) -> Driven {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("node starts");
+            .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         Driven {
@@ -376,6 +369,21 @@ impl Driven {
             stdin,
             stdout,
         }
+    }
+
+    fn sdk(target: &Target) -> Driven {
+        Self::spawn(
+            Command::new(var("AUTHMUX_BENCH_NODE"))
+                .arg(var("AUTHMUX_BENCH_SDK_SCRIPT"))
+                .env("AUTHMUX_DIRECTUS_URL", target.url.as_str())
+                .env("AUTHMUX_DIRECTUS_ADMIN_EMAIL", &target.email)
+                .env("AUTHMUX_DIRECTUS_ADMIN_PASSWORD", &target.password)
+                .env(
+                    "AUTHMUX_BENCH_SDK_LEAD_MS",
+                    sdk_lead(target).as_millis().to_string(),
+                ),
+            "node",
+        )
     }
 
     /// Sends `command` without waiting for its answer.
@@ -576,20 +584,12 @@ async fn shared_authmux(target: &Target, trials: usize, dir: &Path) -> Value {
     drop(Authmux::signed_in(target, Some(FileStore::new(&file))).await);
     let mut workers: Vec<_> = (0..PROCESSES)
         .map(|_| {
-            let mut child = Command::new(std::env::current_exe().unwrap())
-                .arg("worker")
-                .arg(&file)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("worker starts");
-            let stdin = child.stdin.take().unwrap();
-            let stdout = BufReader::new(child.stdout.take().unwrap());
-            Driven {
-                child,
-                stdin,
-                stdout,
-            }
+            Driven::spawn(
+                Command::new(std::env::current_exe().unwrap())
+                    .arg("worker")
+                    .arg(&file),
+                "a worker",
+            )
         })
         .collect();
     for worker in &mut workers {

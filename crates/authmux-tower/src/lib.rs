@@ -128,8 +128,7 @@ where
         // The caller chose its own credentials, or the request is not for the
         // provider's origin at all: pass it through, asking the manager nothing.
         if request.headers().contains_key(AUTHORIZATION) || !same_origin_uri(base, request.uri()) {
-            let response = self.inner.call(request);
-            return Box::pin(async move { response.await.map_err(Error::Service) });
+            return pass_through(self.inner.call(request));
         }
         let Some(session) = self.manager.try_usable_session() else {
             // No token to hand out now (none yet, expired, a refresh to wait for): the
@@ -140,8 +139,7 @@ where
         };
         if session.base_url != *base && !session.is_same_origin_uri(request.uri()) {
             // A session restored for another base URL than the provider's.
-            let response = self.inner.call(request);
-            return Box::pin(async move { response.await.map_err(Error::Service) });
+            return pass_through(self.inner.call(request));
         }
         // The hot path, all before the future: the copy to replay (made before the
         // credentials go in: it carries none), the credentials, and the call on the
@@ -164,6 +162,15 @@ where
             Box::pin(replay_after_401(manager, inner, session, replay, response)).await
         })
     }
+}
+
+/// A request sent as it is (no credentials of the session's): the inner service's
+/// answer, its error as [`Error::Service`].
+fn pass_through<F, R, E>(response: F) -> ResponseFuture<R, E>
+where
+    F: Future<Output = Result<R, E>> + Send + 'static,
+{
+    Box::pin(async move { response.await.map_err(Error::Service) })
 }
 
 /// The requests [`AuthService`] waits for the manager for (no token to hand out now):
