@@ -282,3 +282,41 @@ async fn request_limits_override_the_timeout_and_cap_for_one_request() {
         .unwrap();
     assert_eq!(answer.status(), 200);
 }
+
+/// `send_with_limits` holds the caller's deadline when it comes before the timeout
+/// (one timer for both), and the timeout when it comes first.
+#[tokio::test]
+async fn a_request_deadline_holds_before_the_timeout() {
+    use authmux_core::transport::RequestLimits;
+    let base = server().await;
+    let started = std::time::Instant::now();
+    let limits = RequestLimits {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(200)),
+        ..RequestLimits::default()
+    };
+    let err = transport(10_000, 1 << 20, None)
+        .send_with_limits(get(&format!("{base}/slow")), limits)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Timeout), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let limits = RequestLimits {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(10)),
+        ..RequestLimits::default()
+    };
+    let err = transport(200, 1 << 20, None)
+        .send_with_limits(get(&format!("{base}/slow")), limits)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Timeout), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
