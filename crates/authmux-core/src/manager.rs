@@ -67,7 +67,7 @@ use crate::session::{
 };
 use crate::store::{MemoryStore, SessionStore, StoreLock, Swap, Versioned};
 use crate::token::TokenSet;
-use crate::transport::{DEFAULT_MAX_RESPONSE_BYTES, RequestLimits};
+use crate::transport::{DEFAULT_MAX_RESPONSE_BYTES, RequestLimits, Transport};
 
 /// Settings of a [`SessionManager`].
 #[derive(Debug, Clone)]
@@ -161,14 +161,19 @@ struct State {
     ended: Option<Session>,
 }
 
-/// One thread's copy of one manager's current token (see `cached_token`).
-struct CachedToken {
+/// One thread's copy of one manager's current session (see `cached_session`).
+struct CachedSession {
     /// The manager's process-unique id (not its address: a new manager may reuse a
     /// dropped one's memory).
     manager: u64,
     generation: u64,
-    token: AccessToken,
+    /// A private copy: its `Arc`, its access token's and its cached bearer header's
+    /// reference counts are touched by this thread only.
+    session: Arc<Session>,
     fresh_until: Option<SystemTime>,
+    /// The session's base URL in `http`'s types, for resolving relative requests
+    /// (`None` if it is not an HTTP URI: the shared path reports that).
+    base: Option<BaseParts>,
 }
 
 /// Source of manager ids.
@@ -177,7 +182,7 @@ static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// A one-slot cache: the last manager used on this thread. Several managers on one
     /// thread still work, they just take the shared path more often.
-    static HOT_CACHE: std::cell::RefCell<Option<CachedToken>> = const { std::cell::RefCell::new(None) };
+    static HOT_CACHE: std::cell::RefCell<Option<CachedSession>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Why the pipeline is asked to refresh.
@@ -229,6 +234,9 @@ enum Next {
 
 struct Inner {
     provider: Arc<dyn AuthProvider>,
+    /// The provider's transport, taken once: `send` uses it without cloning an `Arc`
+    /// (whose count every concurrent caller would otherwise bump).
+    transport: Arc<dyn Transport>,
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     config: ManagerConfig,
@@ -414,6 +422,7 @@ impl ManagerBuilder {
                     dirty_lock: None,
                     ended: None,
                 }),
+                transport: self.provider.transport(),
                 provider: self.provider,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -643,19 +652,19 @@ impl SessionManager {
     /// The hot path (a token that is not yet in its refresh window) takes no lock and
     /// awaits nothing.
     pub async fn access_token(&self) -> Result<AccessToken, AuthError> {
-        if let Some(token) = self.cached_token() {
+        if let Some(session) = self.cached_session() {
             self.flush_if_dirty();
-            return Ok(token);
+            return Ok(session.tokens.access.clone());
         }
         Ok(self.usable_session().await?.tokens.access.clone())
     }
 
-    /// The hot path: a thread-private copy of the current token, valid while the
+    /// The hot path: a thread-private copy of the current session, valid while the
     /// manager's generation is unchanged and the clock is before `fresh_until`. It reads
     /// one shared atomic (never written on the hot path, so it does not bounce between
     /// cores) and the clock, and clones an `Arc` no other thread touches. A miss falls
     /// back to the shared snapshot and refills the cache.
-    fn cached_token(&self) -> Option<AccessToken> {
+    fn cached_session(&self) -> Option<Arc<Session>> {
         let key = self.inner.id;
         let generation = self.inner.generation.load(Ordering::Acquire);
         let hit = HOT_CACHE.with(|cache| {
@@ -665,7 +674,7 @@ impl SessionManager {
                 .filter(|slot| slot.manager == key && slot.generation == generation)?;
             let now = self.inner.clock.now();
             if slot.fresh_until.is_none_or(|until| now < until) {
-                return Some(slot.token.clone());
+                return Some(Arc::clone(&slot.session));
             }
             None
         });
@@ -678,20 +687,23 @@ impl SessionManager {
             // In the refresh window: the token is still good; one refresh starts in the
             // background and nobody waits for it.
             self.refresh_ahead();
-            return Some(hot.session.tokens.access.clone());
+            return Some(Arc::clone(&hot.session));
         }
-        let token = hot.session.tokens.access.clone();
+        // A private copy, so clones on this thread touch only this thread's reference
+        // counts. Its token is zeroized when the copy is replaced or the thread ends.
+        let mut private = Session::clone(&hot.session);
+        private.tokens.access = AccessToken::new(hot.session.tokens.access.expose_secret());
+        let private = Arc::new(private);
         HOT_CACHE.with(|cache| {
-            *cache.borrow_mut() = Some(CachedToken {
+            *cache.borrow_mut() = Some(CachedSession {
                 manager: key,
                 generation,
-                // A private copy, so clones on this thread touch only this thread's
-                // reference count. It is zeroized when replaced or when the thread ends.
-                token: AccessToken::new(token.expose_secret()),
+                session: Arc::clone(&private),
                 fresh_until: hot.fresh_until,
+                base: BaseParts::new(&private.base_url).ok(),
             });
         });
-        Some(token)
+        Some(private)
     }
 
     /// Starts one background refresh (refresh-ahead) unless one is running. Needs a
@@ -889,14 +901,9 @@ impl SessionManager {
     /// For integrations that keep their own futures small: the pipeline behind
     /// `usable_session` is a large future, which they can box on the rare path only.
     pub fn try_usable_session(&self) -> Option<Arc<Session>> {
-        let hot = self.inner.hot.load();
-        let hot = hot.as_ref()?;
-        let ahead = hot.judge(self.inner.clock.now())?;
-        if ahead {
-            self.refresh_ahead();
-        }
+        let session = self.cached_session()?;
         self.flush_if_dirty();
-        Some(Arc::clone(&hot.session))
+        Some(session)
     }
 
     /// After the server answered 401 to a request authorized with `rejected` (a
@@ -1373,42 +1380,75 @@ impl SessionManager {
     ///
     /// A relative URI (`/items`) is resolved against the session's base URL. Requests
     /// to any other origin are refused: credentials go only to the session's origin.
-    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, AuthError> {
-        self.send_with(request, false).await
+    pub fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> impl Future<Output = Result<Response<Bytes>, AuthError>> + Send + '_ {
+        self.send_with(request, false)
     }
 
     /// Like [`SessionManager::send`], but retries the request even if its method is not
     /// idempotent (for a POST the caller knows is safe to repeat).
-    pub async fn send_idempotent(
+    pub fn send_idempotent(
         &self,
         request: Request<Bytes>,
-    ) -> Result<Response<Bytes>, AuthError> {
-        self.send_with(request, true).await
+    ) -> impl Future<Output = Result<Response<Bytes>, AuthError>> + Send + '_ {
+        self.send_with(request, true)
     }
 
-    async fn send_with(
+    // Not an `async fn`: its arguments would be stored twice in the future (as
+    // arguments, then moved into the body's locals); the block uses the request in place.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would store the request twice in its future"
+    )]
+    fn send_with(
+        &self,
+        mut request: Request<Bytes>,
+        idempotent: bool,
+    ) -> impl Future<Output = Result<Response<Bytes>, AuthError>> + Send + '_ {
+        async move {
+            require_runtime()?;
+            // One deadline for the whole call; a refresh it started goes on in its own
+            // task. Each wait holds it: the transport's (with its own timeout, one timer),
+            // a retry's, a refresh's. Nothing waits on the hot path but the transport.
+            let deadline = tokio::time::Instant::now() + self.inner.config.send_timeout;
+            // This future is part of every caller's, polled at every step of the exchange:
+            // it holds one request, the session and the exchange's future. The slow paths
+            // (waiting for a session, the replay after a 401) are boxed, taken only when
+            // needed.
+            // (Futures are bound before they are awaited: a statement's temporaries would
+            // live across the await, in this future.)
+            let session = match self.try_usable_session() {
+                Some(session) => session,
+                None => {
+                    let waiting = Box::pin(within(deadline, self.usable_session()));
+                    waiting.await?
+                }
+            };
+            self.resolve_against(&mut request, &session)?;
+            let pending = self.send_authorized(&request, &session, idempotent, deadline);
+            let response = pending.await?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            drop(response);
+            let replay =
+                Box::pin(self.replay_after_unauthorized(request, session, idempotent, deadline));
+            replay.await
+        }
+    }
+
+    /// After a 401 to `request` sent with `session`: a refreshed session (joining a
+    /// refresh in flight), then one replay; a second 401 is [`AuthError::Unauthorized`].
+    async fn replay_after_unauthorized(
         &self,
         request: Request<Bytes>,
+        session: Arc<Session>,
         idempotent: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<Bytes>, AuthError> {
-        require_runtime()?;
-        // One deadline for the whole call; a refresh it started goes on in its own
-        // task. Each wait holds it: the transport's (with its own timeout, one timer),
-        // a retry's, a refresh's. Nothing waits on the hot path but the transport.
-        let deadline = tokio::time::Instant::now() + self.inner.config.send_timeout;
-        // The slow paths are large futures: boxed, they do not weigh on every call.
-        let session = match self.try_usable_session() {
-            Some(session) => session,
-            None => within(deadline, Box::pin(self.usable_session())).await?,
-        };
-        let request = self.resolve_against(request, &session)?;
-        let response = self
-            .send_authorized(&request, &session, idempotent, deadline)
-            .await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        let refreshed = within(deadline, Box::pin(self.after_unauthorized(&session))).await?;
+        let refreshed = within(deadline, self.after_unauthorized(&session)).await?;
         let response = self
             .send_authorized(&request, &refreshed, idempotent, deadline)
             .await?;
@@ -1443,14 +1483,20 @@ impl SessionManager {
             crate::provider::authorize_request(provider, session, &mut request)?;
             Ok(request)
         };
-        let transport = provider.transport();
+        let transport = self.inner.transport.as_ref();
         let send = |request| transport.send_with_limits(request, limits);
         let retryable = idempotent || crate::retry::is_idempotent(template.method());
+        // (The futures are bound before they are awaited: a statement's temporaries,
+        // `attempt()?`'s included, would live across the await, in this future.)
         let response = if retryable && config.retry.retries > 0 {
             let clock = &self.inner.clock;
-            send_attempts(send, attempt, &config.retry, || clock.now(), Some(deadline)).await?
+            let attempts =
+                send_attempts(send, attempt, &config.retry, || clock.now(), Some(deadline));
+            attempts.await?
         } else {
-            send(attempt()?).await?
+            let request = attempt()?;
+            let pending = send(request);
+            pending.await?
         };
         // The cap holds even through a transport that ignores `RequestLimits`.
         if response.body().len() > config.max_response_bytes {
@@ -1650,6 +1696,11 @@ async fn within<T>(
 }
 
 fn require_runtime() -> Result<(), AuthError> {
+    // Inside a task there is a runtime: a read of the task's id, where `try_current`
+    // would clone (and drop) the runtime's handle, an `Arc` every worker shares.
+    if tokio::task::try_id().is_some() {
+        return Ok(());
+    }
     tokio::runtime::Handle::try_current()
         .map(|_| ())
         .map_err(|_| AuthError::Unsupported {
@@ -1777,12 +1828,34 @@ impl SessionManager {
     /// refuses an absolute one outside the session's origin.
     fn resolve_against(
         &self,
-        mut request: Request<Bytes>,
+        request: &mut Request<Bytes>,
         session: &Session,
-    ) -> Result<Request<Bytes>, AuthError> {
+    ) -> Result<(), AuthError> {
         let uri = request.uri();
         if uri.scheme().is_none() && uri.authority().is_none() {
-            let relative = std::mem::take(request.uri_mut());
+            let mut relative = Some(std::mem::take(request.uri_mut()));
+            // This thread's copy first: the URI shares its authority's bytes, whose
+            // reference count other threads then do not touch.
+            let id = self.inner.id;
+            let local = HOT_CACHE.with(|cache| -> Option<Result<Uri, AuthError>> {
+                let cache = cache.borrow();
+                let base = cache
+                    .as_ref()
+                    .filter(|slot| slot.manager == id)?
+                    .base
+                    .as_ref()?;
+                if base.url != session.base_url {
+                    return None;
+                }
+                Some(base.resolve(relative.take()?))
+            });
+            if let Some(uri) = local {
+                *request.uri_mut() = uri?;
+                return Ok(());
+            }
+            let Some(relative) = relative else {
+                return Err(AuthError::validation("uri", "invalid request URI"));
+            };
             let cached = match self.inner.base.get() {
                 Some(base) if base.url == session.base_url => Some(base),
                 Some(_) => None,
@@ -1798,7 +1871,7 @@ impl SessionManager {
                 Some(base) => base.resolve(relative)?,
                 None => BaseParts::new(&session.base_url)?.resolve(relative)?,
             };
-            return Ok(request);
+            return Ok(());
         }
         if !session.is_same_origin_uri(uri) {
             return Err(AuthError::InsecureTransport {
@@ -1809,6 +1882,6 @@ impl SessionManager {
                 ),
             });
         }
-        Ok(request)
+        Ok(())
     }
 }

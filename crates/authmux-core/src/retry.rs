@@ -223,36 +223,52 @@ pub async fn send_with_retry(
 /// it once per attempt rather than once more for the loop. With a `deadline`, a wait
 /// for the next attempt that would end past it ends the loop with
 /// [`AuthError::Timeout`] at once (`send` holds the deadline for each attempt).
-pub async fn send_attempts<Fut>(
+///
+/// (Not an `async fn`, whose arguments the future would hold twice: the block uses
+/// them in place.)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice in its future"
+)]
+pub fn send_attempts<Fut>(
     send: impl Fn(Request<Bytes>) -> Fut,
     mut make: impl FnMut() -> Result<Request<Bytes>, AuthError>,
     policy: &RetryPolicy,
     now: impl Fn() -> SystemTime,
     deadline: Option<tokio::time::Instant>,
-) -> Result<Response<Bytes>, AuthError>
+) -> impl Future<Output = Result<Response<Bytes>, AuthError>>
 where
     Fut: Future<Output = Result<Response<Bytes>, AuthError>>,
 {
-    let mut attempt = 0;
-    loop {
-        let result = send(make()?).await;
-        attempt += 1;
-        if attempt > policy.retries {
-            return result;
-        }
-        match judge(&result, policy, attempt, now()) {
-            Verdict::Done => return result,
-            Verdict::RetryAfter(wait) => {
-                tracing::debug!(
-                    attempt,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "retrying idempotent request"
-                );
-                if deadline.is_some_and(|d| tokio::time::Instant::now() + wait >= d) {
-                    return Err(AuthError::Timeout);
+    async move {
+        let mut attempt = 0;
+        loop {
+            // The result is dropped before the wait, and the wait's timer is boxed: this
+            // future, part of every request's, holds little more than the attempt's.
+            let wait = {
+                // (Not `send(make()?).await`: a temporary of the statement lives across
+                // the await, so the future would hold a request it has handed on.)
+                let request = make()?;
+                let pending = send(request);
+                let result = pending.await;
+                attempt += 1;
+                if attempt > policy.retries {
+                    return result;
                 }
-                tokio::time::sleep(wait).await;
+                match judge(&result, policy, attempt, now()) {
+                    Verdict::Done => return result,
+                    Verdict::RetryAfter(wait) => wait,
+                }
+            };
+            tracing::debug!(
+                attempt,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "retrying idempotent request"
+            );
+            if deadline.is_some_and(|d| tokio::time::Instant::now() + wait >= d) {
+                return Err(AuthError::Timeout);
             }
+            Box::pin(tokio::time::sleep(wait)).await;
         }
     }
 }

@@ -632,3 +632,19 @@ async fn an_explicit_refresh_that_fails_is_an_error_while_the_valid_session_is_k
     assert_ne!(new, old);
     assert_eq!(manager.access_token().await.unwrap(), new);
 }
+
+/// `send`'s future is part of every caller's future and is polled at every step of an
+/// exchange, so its size is a cost on every request (memory touched, bytes moved). It
+/// was 1,736 bytes before the slow paths were boxed and the request stopped being
+/// stored twice; this keeps it from growing back unnoticed.
+#[tokio::test]
+async fn the_send_future_stays_small() {
+    let (_clock, _provider, manager, _store) = setup();
+    login(&manager).await;
+    let future = manager.send(get("/items"));
+    let size = std::mem::size_of_val(&future);
+    assert!(size <= 640, "send's future is {size} bytes");
+    drop(future);
+    let future = manager.send_idempotent(get("/items"));
+    assert!(std::mem::size_of_val(&future) <= 640);
+}
