@@ -505,3 +505,47 @@ async fn with_reqwest_retry_a_503_is_retried_and_a_401_refreshed_once() {
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
     w.fake.faults().clear(endpoints::VEHICLES);
 }
+
+/// Measures the future `AuthMiddleware::handle` returns (it is placed before it, and
+/// calls it).
+struct SizeProbe(AuthMiddleware, Arc<Mutex<usize>>);
+
+#[authmux_core::async_trait]
+impl Middleware for SizeProbe {
+    async fn handle(
+        &self,
+        request: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let future = self.0.handle(request, extensions, next);
+        *self.1.lock().unwrap() = std::mem::size_of_val(&*future);
+        future.await
+    }
+}
+
+/// The future boxed for every request stays small: under 1,032 bytes an allocation
+/// stays in glibc's per-thread cache (the `async_trait` future was 1,304 bytes).
+#[tokio::test]
+async fn the_future_boxed_for_every_request_stays_small() {
+    let linxio = linxio();
+    login(&linxio.manager).await;
+    let size = Arc::new(Mutex::new(0));
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(SizeProbe(
+            AuthMiddleware::new(linxio.manager.clone()),
+            size.clone(),
+        ))
+        .build();
+    let response = client
+        .get(linxio.fake.url("/api/vehicles"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let size = *size.lock().unwrap();
+    assert!(
+        size > 0 && size <= 800,
+        "the middleware's future is {size} bytes"
+    );
+}

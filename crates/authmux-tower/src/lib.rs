@@ -7,6 +7,7 @@ pub mod buffer;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use authmux_core::provider::authorize_request;
@@ -40,10 +41,7 @@ impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService {
-            inner,
-            manager: self.manager.clone(),
-        }
+        AuthService::new(inner, self.manager.clone())
     }
 }
 
@@ -52,12 +50,21 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     manager: SessionManager,
+    /// A clone of `inner` for replays after a 401, made on the first authorized
+    /// request and shared by this service's clones (even those made before it): the
+    /// hot path hands each request's future a reference to it rather than a clone of
+    /// `inner` (a hyper-util client's clone is 300 bytes and several reference counts).
+    replayer: Arc<OnceLock<Mutex<S>>>,
 }
 
 impl<S> AuthService<S> {
     /// Wraps `inner`, authorizing with `manager`'s session.
     pub fn new(inner: S, manager: SessionManager) -> Self {
-        Self { inner, manager }
+        Self {
+            inner,
+            manager,
+            replayer: Arc::default(),
+        }
     }
 
     /// The manager this service authorizes with.
@@ -151,15 +158,22 @@ where
         {
             return Box::pin(std::future::ready(Err(Error::Auth(error))));
         }
+        self.replayer.get_or_init(|| Mutex::new(self.inner.clone()));
+        let replayer = Arc::clone(&self.replayer);
         let response = self.inner.call(request);
-        let inner = self.inner.clone();
         let manager = self.manager.clone();
+        // (Futures are bound before they are awaited: a statement's temporaries would
+        // live across the await, in this future.)
         Box::pin(async move {
             let response = response.await.map_err(Error::Service)?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            Box::pin(replay_after_401(manager, inner, session, replay, response)).await
+            let replayer = Replayer::Shared(replayer);
+            let replayed = Box::pin(replay_after_401(
+                manager, replayer, session, replay, response,
+            ));
+            replayed.await
         })
     }
 }
@@ -197,7 +211,55 @@ where
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(response);
     }
-    Box::pin(replay_after_401(manager, inner, session, replay, response)).await
+    let replayed = Box::pin(replay_after_401(
+        manager,
+        Replayer::Owned(inner),
+        session,
+        replay,
+        response,
+    ));
+    replayed.await
+}
+
+/// The service a replay goes to: the one the waiting path made ready and kept, or the
+/// service's shared clone (locked only within a poll: made ready and called under one
+/// lock, never held across an await).
+enum Replayer<S> {
+    Owned(S),
+    /// Set before the request was sent.
+    Shared(Arc<OnceLock<Mutex<S>>>),
+}
+
+impl<S> Replayer<S> {
+    /// `request`, sent once the service is ready.
+    async fn call<B, R>(self, request: Request<B>) -> Result<Response<R>, S::Error>
+    where
+        S: Service<Request<B>, Response = Response<R>>,
+    {
+        let mut request = Some(request);
+        let sent = match self {
+            Replayer::Owned(mut inner) => {
+                poll_fn(|cx| inner.poll_ready(cx)).await?;
+                inner.call(request.take().expect("sent once"))
+            }
+            Replayer::Shared(shared) => {
+                let shared = shared.get().expect("the replayer is set before sending");
+                poll_fn(|cx| {
+                    // A panic in another replay cannot leave a service half-called.
+                    let mut inner = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    match inner.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            Poll::Ready(Ok(inner.call(request.take().expect("sent once"))))
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                })
+                .await?
+            }
+        };
+        sent.await
+    }
 }
 
 /// After a 401 to a request authorized with `session`: one refresh (joining one in
@@ -206,8 +268,8 @@ where
 /// already refreshed for the next request.
 async fn replay_after_401<S, B, R>(
     manager: SessionManager,
-    mut inner: S,
-    session: std::sync::Arc<authmux_core::Session>,
+    replayer: Replayer<S>,
+    session: Arc<authmux_core::Session>,
     replay: Option<Request<B>>,
     response: Response<R>,
 ) -> Result<Response<R>, Error<S::Error>>
@@ -224,10 +286,7 @@ where
     };
     drop(response);
     authorize_request(manager.provider().as_ref(), &refreshed, &mut replay).map_err(Error::Auth)?;
-    poll_fn(|cx| inner.poll_ready(cx))
-        .await
-        .map_err(Error::Service)?;
-    inner.call(replay).await.map_err(Error::Service)
+    replayer.call(replay).await.map_err(Error::Service)
 }
 
 /// A copy of `request` to replay, if its body can be copied.

@@ -102,6 +102,26 @@ fn get(url: String) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
 }
 
+/// `n` GETs of `url` at once, each through its own clone of `service`; all must
+/// succeed.
+async fn get_concurrently<S>(service: &S, n: usize, url: &str)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let service = service.clone();
+            let request = get(url.to_owned());
+            tokio::spawn(async move { service.oneshot(request).await.unwrap().status() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+}
+
 struct Linxio {
     clock: ManualClock,
     fake: FakeLinxio,
@@ -199,17 +219,7 @@ async fn after_expiry_50_concurrent_requests_cause_exactly_one_refresh() {
     let w = linxio();
     let first = login(&w.manager).await;
     w.clock.advance(Duration::from_secs(1000));
-    let service = strict(&w.manager);
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let service = service.clone();
-            let request = get(w.fake.url("/api/vehicles"));
-            tokio::spawn(async move { service.oneshot(request).await.unwrap().status() })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
+    get_concurrently(&strict(&w.manager), 50, &w.fake.url("/api/vehicles")).await;
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
     let now = w.manager.session().unwrap().tokens.access;
     assert_ne!(now, first.tokens.access);
@@ -447,4 +457,96 @@ async fn directus_in_every_mode_authorizes_as_send_does_and_refreshes_on_401() {
             "{mode}"
         );
     }
+}
+
+/// The future boxed for every request stays small: it is allocated for every request
+/// and polled at every step of the exchange (760 bytes while it held a clone of the
+/// inner service for a replay; 464 with the shared one).
+#[tokio::test]
+async fn the_future_boxed_for_every_request_stays_small() {
+    let w = linxio();
+    login(&w.manager).await;
+    let mut service = AuthLayer::new(w.manager.clone()).layer(hyper::<Full<Bytes>>());
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    let future = service.call(get(w.fake.url("/api/vehicles")));
+    let size = std::mem::size_of_val(&*future);
+    assert!(
+        size > 0 && size <= 600,
+        "the service's future is {size} bytes"
+    );
+    assert_eq!(future.await.unwrap().status(), 200);
+}
+
+/// Counts its clones (shared by all of them).
+struct Counted<S> {
+    inner: S,
+    clones: Arc<Mutex<usize>>,
+}
+
+impl<S: Clone> Clone for Counted<S> {
+    fn clone(&self) -> Self {
+        *self.clones.lock().unwrap() += 1;
+        Self {
+            inner: self.inner.clone(),
+            clones: Arc::clone(&self.clones),
+        }
+    }
+}
+
+impl<S: Service<R>, R> Service<R> for Counted<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.inner.call(request)
+    }
+}
+
+/// The hot path clones the inner service for no request: one clone, made on the first
+/// authorized request, is kept for replays and shared.
+#[tokio::test]
+async fn the_hot_path_does_not_clone_the_inner_service_per_request() {
+    let w = linxio();
+    login(&w.manager).await;
+    let clones = Arc::new(Mutex::new(0));
+    let mut service = AuthLayer::new(w.manager.clone()).layer(Counted {
+        inner: hyper::<Full<Bytes>>(),
+        clones: Arc::clone(&clones),
+    });
+    for _ in 0..20 {
+        let ready = service.ready().await.unwrap();
+        let response = ready.call(get(w.fake.url("/api/vehicles"))).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(*clones.lock().unwrap(), 1);
+}
+
+/// Concurrent 401s, through clones of one service made before any request: one
+/// refresh, and every rejected request replayed once through the shared clone of the
+/// inner service, each time made ready first (`Strict` checks it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_401s_replay_through_the_shared_clone_made_ready_each_time() {
+    let w = linxio();
+    let first = login(&w.manager).await;
+    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    get_concurrently(&strict(&w.manager), 20, &w.fake.url("/api/vehicles")).await;
+    assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
+    let now = w.manager.session().unwrap().tokens.access;
+    // Each request went out once with the new token: a replay, or (started after the
+    // refresh) a first send. Only a 401 starts a refresh, so some went out with the
+    // old one; each of those was replayed once.
+    let sent = bearers(&w.fake, endpoints::VEHICLES);
+    let old = Some(first.tokens.access.expose_secret().to_owned());
+    let new = Some(now.expose_secret().to_owned());
+    let with_old = sent.iter().filter(|b| **b == old).count();
+    assert_eq!(sent.iter().filter(|b| **b == new).count(), 20);
+    assert!(with_old >= 1);
+    assert_eq!(sent.len(), 20 + with_old);
 }
