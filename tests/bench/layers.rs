@@ -197,7 +197,7 @@ async fn authorize_cost(
         let mut request = http::Request::get(uri.clone())
             .body(Full::<Bytes>::default())
             .unwrap();
-        let session = manager.usable_session().await.unwrap();
+        let session = manager.try_usable_session().unwrap();
         let mut copy = http::Request::new(request.body().clone());
         *copy.uri_mut() = request.uri().clone();
         *copy.headers_mut() = request.headers().clone();
