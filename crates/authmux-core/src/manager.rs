@@ -168,8 +168,11 @@ struct CachedSession {
     manager: u64,
     generation: u64,
     /// A private copy: its `Arc`, its access token's and its cached bearer header's
-    /// reference counts are touched by this thread only.
-    session: Arc<Session>,
+    /// reference counts are touched by this thread only. Weak: the manager holds the
+    /// copies (`Inner::copies`) and drops them all when the session changes, so a
+    /// thread that makes no more calls does not keep an ended session (its refresh
+    /// token included) alive.
+    session: std::sync::Weak<Session>,
     fresh_until: Option<SystemTime>,
     /// The session's base URL in `http`'s types, for resolving relative requests
     /// (`None` if it is not an HTTP URI: the shared path reports that).
@@ -243,6 +246,9 @@ struct Inner {
     hot: ArcSwapOption<Hot>,
     /// Bumped after every publish of `hot`; per-thread caches compare against it.
     generation: AtomicU64,
+    /// The per-thread private copies of the current session (see `CachedSession`),
+    /// dropped at every publish of `hot`.
+    copies: Mutex<Vec<Arc<Session>>>,
     /// Process-unique identity for the per-thread caches.
     id: u64,
     state: Mutex<State>,
@@ -429,6 +435,7 @@ impl ManagerBuilder {
                 config: self.config,
                 hot: ArcSwapOption::empty(),
                 generation: AtomicU64::new(0),
+                copies: Mutex::new(Vec::new()),
                 id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
                 gate: Arc::new(tokio::sync::Mutex::new(())),
                 completed: AtomicU64::new(0),
@@ -674,7 +681,7 @@ impl SessionManager {
                 .filter(|slot| slot.manager == key && slot.generation == generation)?;
             let now = self.inner.clock.now();
             if slot.fresh_until.is_none_or(|until| now < until) {
-                return Some(Arc::clone(&slot.session));
+                return slot.session.upgrade();
             }
             None
         });
@@ -694,11 +701,22 @@ impl SessionManager {
         let mut private = Session::clone(&hot.session);
         private.tokens.access = AccessToken::new(hot.session.tokens.access.expose_secret());
         let private = Arc::new(private);
+        {
+            // Kept only while the session is the one this generation published (else
+            // `publish_hot` has already dropped the copies, and this one would outlive
+            // its session): the check and the push under the lock that publishing
+            // takes to drop them.
+            let mut copies = lock(&self.inner.copies);
+            if self.inner.generation.load(Ordering::Acquire) != generation {
+                return Some(private);
+            }
+            copies.push(Arc::clone(&private));
+        }
         HOT_CACHE.with(|cache| {
             *cache.borrow_mut() = Some(CachedSession {
                 manager: key,
                 generation,
-                session: Arc::clone(&private),
+                session: Arc::downgrade(&private),
                 fresh_until: hot.fresh_until,
                 base: BaseParts::new(&private.base_url).ok(),
             });
@@ -1613,8 +1631,15 @@ impl SessionManager {
         };
         self.inner.hot.store(hot);
         // After the store, so a cache tagged with the new generation never holds an
-        // older snapshot.
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        // older snapshot; the threads' private copies of the old session are dropped
+        // with it (under their lock: a copy being made now is either dropped here or
+        // sees the new generation and is not kept).
+        let old = {
+            let mut copies = lock(&self.inner.copies);
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
+            std::mem::take(&mut *copies)
+        };
+        drop(old);
     }
 
     /// Performs store writes and events; returns what the caller should do next.

@@ -648,3 +648,27 @@ async fn the_send_future_stays_small() {
     let future = manager.send_idempotent(get("/items"));
     assert!(std::mem::size_of_val(&future) <= 640);
 }
+
+/// The hot path's per-thread copies of the session end with it: after a logout nothing
+/// the hot path kept, on any worker thread, holds the old session (its refresh token
+/// included) alive, even on threads that make no more calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hot_paths_copies_of_a_session_end_with_it() {
+    let (_clock, _provider, manager, _store) = setup();
+    login(&manager).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let manager = manager.clone();
+            tokio::spawn(async move { Arc::downgrade(&manager.try_usable_session().unwrap()) })
+        })
+        .collect();
+    let mut copies = Vec::new();
+    for task in tasks {
+        copies.push(task.await.unwrap());
+    }
+    copies.push(Arc::downgrade(&manager.try_usable_session().unwrap()));
+    // Signed in, they are kept for the next request.
+    assert!(copies.iter().all(|copy| copy.upgrade().is_some()));
+    manager.logout().await.unwrap();
+    assert!(copies.iter().all(|copy| copy.upgrade().is_none()));
+}
