@@ -67,7 +67,7 @@ use crate::session::{
 };
 use crate::store::{MemoryStore, SessionStore, StoreLock, Swap, Versioned};
 use crate::token::TokenSet;
-use crate::transport::{DEFAULT_MAX_RESPONSE_BYTES, RequestLimits, Transport};
+use crate::transport::{DEFAULT_MAX_RESPONSE_BYTES, RequestLimits, Transport, within};
 
 /// Settings of a [`SessionManager`].
 #[derive(Debug, Clone)]
@@ -247,8 +247,9 @@ struct Inner {
     /// Bumped after every publish of `hot`; per-thread caches compare against it.
     generation: AtomicU64,
     /// The per-thread private copies of the current session (see `CachedSession`),
-    /// dropped at every publish of `hot`.
-    copies: Mutex<Vec<Arc<Session>>>,
+    /// one per thread (a refill replaces its thread's), dropped at every publish of
+    /// `hot`.
+    copies: Mutex<Vec<(std::thread::ThreadId, Arc<Session>)>>,
     /// Process-unique identity for the per-thread caches.
     id: u64,
     state: Mutex<State>,
@@ -710,7 +711,14 @@ impl SessionManager {
             if self.inner.generation.load(Ordering::Acquire) != generation {
                 return Some(private);
             }
-            copies.push(Arc::clone(&private));
+            // This thread's earlier copy goes (its slot was taken by another manager,
+            // or its token entered the window): one copy per thread, however often a
+            // thread refills.
+            let thread = std::thread::current().id();
+            match copies.iter_mut().find(|(owner, _)| *owner == thread) {
+                Some((_, copy)) => *copy = Arc::clone(&private),
+                None => copies.push((thread, Arc::clone(&private))),
+            }
         }
         HOT_CACHE.with(|cache| {
             *cache.borrow_mut() = Some(CachedSession {
@@ -1709,17 +1717,6 @@ impl SessionManager {
 
 /// Fails before anything changes when there is no tokio runtime to run refreshes,
 /// saves and logouts on.
-/// `future`, or [`AuthError::Timeout`] at `deadline` (no timer is armed if `future` is
-/// ready at once).
-async fn within<T>(
-    deadline: tokio::time::Instant,
-    future: impl Future<Output = Result<T, AuthError>>,
-) -> Result<T, AuthError> {
-    tokio::time::timeout_at(deadline, future)
-        .await
-        .unwrap_or(Err(AuthError::Timeout))
-}
-
 fn require_runtime() -> Result<(), AuthError> {
     // Inside a task there is a runtime: a read of the task's id, where `try_current`
     // would clone (and drop) the runtime's handle, an `Arc` every worker shares.
@@ -1825,9 +1822,9 @@ impl BaseParts {
 
     /// `relative` (a path and query) on this base: the base's origin and path prefix,
     /// then the request's path and query as given.
-    fn resolve(&self, relative: Uri) -> Result<Uri, AuthError> {
+    fn resolve(&self, relative: &Uri) -> Result<Uri, AuthError> {
         let invalid = || AuthError::validation("uri", "invalid request URI");
-        let path_and_query = match relative.into_parts().path_and_query {
+        let path_and_query = match relative.path_and_query().cloned() {
             Some(pq) if self.prefix.is_empty() && pq.as_str().starts_with('/') => pq,
             pq => {
                 let rest = pq.as_ref().map_or("/", |p| p.as_str());
@@ -1849,6 +1846,18 @@ impl BaseParts {
 }
 
 impl SessionManager {
+    /// `relative` on `base_url`, with the manager's shared copy of its parts (made on
+    /// first use), or parts made now for a session with another base URL.
+    fn resolve_shared(&self, base_url: &url::Url, relative: &Uri) -> Result<Uri, AuthError> {
+        if self.inner.base.get().is_none() {
+            let _ = self.inner.base.set(BaseParts::new(base_url)?);
+        }
+        match self.inner.base.get() {
+            Some(base) if base.url == *base_url => base.resolve(relative),
+            _ => BaseParts::new(base_url)?.resolve(relative),
+        }
+    }
+
     /// Resolves a relative request URI (`/items`) against the session's base URL, and
     /// refuses an absolute one outside the session's origin.
     fn resolve_against(
@@ -1858,43 +1867,22 @@ impl SessionManager {
     ) -> Result<(), AuthError> {
         let uri = request.uri();
         if uri.scheme().is_none() && uri.authority().is_none() {
-            let mut relative = Some(std::mem::take(request.uri_mut()));
+            let relative = std::mem::take(request.uri_mut());
             // This thread's copy first: the URI shares its authority's bytes, whose
             // reference count other threads then do not touch.
             let id = self.inner.id;
-            let local = HOT_CACHE.with(|cache| -> Option<Result<Uri, AuthError>> {
+            let local = HOT_CACHE.with(|cache| {
                 let cache = cache.borrow();
                 let base = cache
                     .as_ref()
                     .filter(|slot| slot.manager == id)?
                     .base
                     .as_ref()?;
-                if base.url != session.base_url {
-                    return None;
-                }
-                Some(base.resolve(relative.take()?))
+                (base.url == session.base_url).then(|| base.resolve(&relative))
             });
-            if let Some(uri) = local {
-                *request.uri_mut() = uri?;
-                return Ok(());
-            }
-            let Some(relative) = relative else {
-                return Err(AuthError::validation("uri", "invalid request URI"));
-            };
-            let cached = match self.inner.base.get() {
-                Some(base) if base.url == session.base_url => Some(base),
-                Some(_) => None,
-                None => {
-                    let _ = self.inner.base.set(BaseParts::new(&session.base_url)?);
-                    self.inner
-                        .base
-                        .get()
-                        .filter(|base| base.url == session.base_url)
-                }
-            };
-            *request.uri_mut() = match cached {
-                Some(base) => base.resolve(relative)?,
-                None => BaseParts::new(&session.base_url)?.resolve(relative)?,
+            *request.uri_mut() = match local {
+                Some(uri) => uri?,
+                None => self.resolve_shared(&session.base_url, &relative)?,
             };
             return Ok(());
         }

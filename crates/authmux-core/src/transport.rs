@@ -77,12 +77,21 @@ pub trait Transport: Send + Sync + fmt::Debug {
         let deadline = limits.deadline;
         request.extensions_mut().insert(limits);
         match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.send(request))
-                .await
-                .unwrap_or(Err(AuthError::Timeout)),
+            Some(deadline) => within(deadline, self.send(request)).await,
             None => self.send(request).await,
         }
     }
+}
+
+/// `future`, or [`AuthError::Timeout`] at `deadline` (no timer is armed if `future` is
+/// ready at once).
+pub(crate) async fn within<T>(
+    deadline: tokio::time::Instant,
+    future: impl Future<Output = Result<T, AuthError>>,
+) -> Result<T, AuthError> {
+    tokio::time::timeout_at(deadline, future)
+        .await
+        .unwrap_or(Err(AuthError::Timeout))
 }
 
 /// A transport made from a closure by [`from_fn`]. Its `Debug` is `FnTransport`.

@@ -672,3 +672,23 @@ async fn the_hot_paths_copies_of_a_session_end_with_it() {
     manager.logout().await.unwrap();
     assert!(copies.iter().all(|copy| copy.upgrade().is_none()));
 }
+
+/// A thread that takes turns with two managers refills its copy at every turn; the
+/// copy it replaces is dropped, so the manager keeps one per thread, not one per
+/// turn.
+#[tokio::test]
+async fn a_thread_keeps_one_copy_per_manager_however_often_it_refills() {
+    let (_clock, _provider, a, _store) = setup();
+    let (_clock, _provider, b, _store) = setup();
+    login(&a).await;
+    login(&b).await;
+    let first = Arc::downgrade(&a.try_usable_session().unwrap());
+    for _ in 0..10 {
+        b.try_usable_session().unwrap();
+        a.try_usable_session().unwrap();
+    }
+    assert!(first.upgrade().is_none());
+    // The current copy is kept for the next request.
+    let current = Arc::downgrade(&a.try_usable_session().unwrap());
+    assert!(current.upgrade().is_some());
+}

@@ -287,36 +287,26 @@ async fn request_limits_override_the_timeout_and_cap_for_one_request() {
 /// (one timer for both), and the timeout when it comes first.
 #[tokio::test]
 async fn a_request_deadline_holds_before_the_timeout() {
-    use authmux_core::transport::RequestLimits;
     let base = server().await;
-    let started = std::time::Instant::now();
-    let limits = RequestLimits {
-        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(200)),
-        ..RequestLimits::default()
-    };
-    let err = transport(10_000, 1 << 20, None)
-        .send_with_limits(get(&format!("{base}/slow")), limits)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AuthError::Timeout), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    let started = std::time::Instant::now();
-    let limits = RequestLimits {
-        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(10)),
-        ..RequestLimits::default()
-    };
-    let err = transport(200, 1 << 20, None)
-        .send_with_limits(get(&format!("{base}/slow")), limits)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AuthError::Timeout), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    // Deadline first (200 ms, timeout 10 s), then timeout first (200 ms, deadline 10 s).
+    for (timeout_ms, deadline) in [
+        (10_000, Duration::from_millis(200)),
+        (200, Duration::from_secs(10)),
+    ] {
+        let started = std::time::Instant::now();
+        let limits = authmux_core::transport::RequestLimits {
+            deadline: Some(tokio::time::Instant::now() + deadline),
+            ..Default::default()
+        };
+        let err = transport(timeout_ms, 1 << 20, None)
+            .send_with_limits(get(&format!("{base}/slow")), limits)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Timeout), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{timeout_ms} ms timeout, {deadline:?} deadline: {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -54,7 +54,7 @@ pub struct AuthService<S> {
     /// request and shared by this service's clones (even those made before it): the
     /// hot path hands each request's future a reference to it rather than a clone of
     /// `inner` (a hyper-util client's clone is 300 bytes and several reference counts).
-    replayer: Arc<OnceLock<Mutex<S>>>,
+    replayer: Replayer<S>,
 }
 
 impl<S> AuthService<S> {
@@ -80,6 +80,15 @@ impl<S> AuthService<S> {
     /// The wrapped service, unwrapped.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+
+    /// The shared clone for replays, made now if this is the first request needing it.
+    fn replayer(&self) -> Replayer<S>
+    where
+        S: Clone,
+    {
+        self.replayer.get_or_init(|| Mutex::new(self.inner.clone()));
+        Arc::clone(&self.replayer)
     }
 }
 
@@ -140,9 +149,15 @@ where
         let Some(session) = self.manager.try_usable_session() else {
             // No token to hand out now (none yet, expired, a refresh to wait for): the
             // slow path, in its own boxed future.
+            let replayer = self.replayer();
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            return Box::pin(call_after_waiting(self.manager.clone(), inner, request));
+            return Box::pin(call_after_waiting(
+                self.manager.clone(),
+                inner,
+                replayer,
+                request,
+            ));
         };
         if session.base_url != *base && !session.is_same_origin_uri(request.uri()) {
             // A session restored for another base URL than the provider's.
@@ -150,16 +165,14 @@ where
         }
         // The hot path, all before the future: the copy to replay (made before the
         // credentials go in: it carries none), the credentials, and the call on the
-        // service `poll_ready` made ready. A clone of it goes into the future for a
-        // replay, made ready there before it is called.
+        // service `poll_ready` made ready. A replay goes to the shared clone.
         let replay = copy_request(&request);
         if let Err(error) =
             authorize_request(self.manager.provider().as_ref(), &session, &mut request)
         {
             return Box::pin(std::future::ready(Err(Error::Auth(error))));
         }
-        self.replayer.get_or_init(|| Mutex::new(self.inner.clone()));
-        let replayer = Arc::clone(&self.replayer);
+        let replayer = self.replayer();
         let response = self.inner.call(request);
         let manager = self.manager.clone();
         // (Futures are bound before they are awaited: a statement's temporaries would
@@ -169,7 +182,6 @@ where
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            let replayer = Replayer::Shared(replayer);
             let replayed = Box::pin(replay_after_401(
                 manager, replayer, session, replay, response,
             ));
@@ -194,6 +206,7 @@ where
 async fn call_after_waiting<S, B, R>(
     manager: SessionManager,
     mut inner: S,
+    replayer: Replayer<S>,
     mut request: Request<B>,
 ) -> Result<Response<R>, Error<S::Error>>
 where
@@ -212,58 +225,41 @@ where
         return Ok(response);
     }
     let replayed = Box::pin(replay_after_401(
-        manager,
-        Replayer::Owned(inner),
-        session,
-        replay,
-        response,
+        manager, replayer, session, replay, response,
     ));
     replayed.await
 }
 
-/// The service a replay goes to: the one the waiting path made ready and kept, or the
-/// service's shared clone (locked only within a poll: made ready and called under one
-/// lock, never held across an await).
-enum Replayer<S> {
-    Owned(S),
-    /// Set before the request was sent.
-    Shared(Arc<OnceLock<Mutex<S>>>),
-}
+/// The clone of the inner service that replays go to, shared by an [`AuthService`]'s
+/// clones (set before a request that may need it is sent).
+type Replayer<S> = Arc<OnceLock<Mutex<S>>>;
 
-impl<S> Replayer<S> {
-    /// `request`, sent once the service is ready.
-    async fn call<B, R>(self, request: Request<B>) -> Result<Response<R>, S::Error>
-    where
-        S: Service<Request<B>, Response = Response<R>>,
-    {
-        let mut request = Some(request);
-        let sent = match self {
-            Replayer::Owned(mut inner) => {
-                poll_fn(|cx| inner.poll_ready(cx)).await?;
-                inner.call(request.take().expect("sent once"))
-            }
-            Replayer::Shared(shared) => {
-                let shared = shared.get().expect("the replayer is set before sending");
-                poll_fn(|cx| {
-                    // A panic in another replay cannot leave a service half-called.
-                    let mut inner = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                    match inner.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            Poll::Ready(Ok(inner.call(request.take().expect("sent once"))))
-                        }
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await?
-            }
-        };
-        sent.await
-    }
+/// `request` on the shared clone, once it is ready: made ready and called under one
+/// lock, taken only within a poll (never held across an await).
+async fn replay_on<S, B, R>(
+    replayer: &Replayer<S>,
+    request: Request<B>,
+) -> Result<Response<R>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    let shared = replayer.get().expect("the replayer is set before sending");
+    let mut request = Some(request);
+    let sent = poll_fn(|cx| {
+        // A panic in another replay cannot leave a service half-called.
+        let mut inner = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        match inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(inner.call(request.take().expect("sent once")))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    sent.await
 }
 
 /// After a 401 to a request authorized with `session`: one refresh (joining one in
-/// flight), then one replay of `replay` on `inner` (made ready first). Without a copy
+/// flight), then one replay of `replay` on the shared clone (made ready first). Without a copy
 /// to replay (a body that cannot be sent twice), the 401 goes back, the session
 /// already refreshed for the next request.
 async fn replay_after_401<S, B, R>(
@@ -286,7 +282,7 @@ where
     };
     drop(response);
     authorize_request(manager.provider().as_ref(), &refreshed, &mut replay).map_err(Error::Auth)?;
-    replayer.call(replay).await.map_err(Error::Service)
+    replay_on(&replayer, replay).await.map_err(Error::Service)
 }
 
 /// A copy of `request` to replay, if its body can be copied.
