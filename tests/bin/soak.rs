@@ -654,6 +654,7 @@ async fn soak_target(
             target.name,
             (credential, *processed),
             &(target.refresh_requests)(),
+            &presented,
             &fault_log,
         );
     }
@@ -701,6 +702,7 @@ fn explain_double(
     target: &str,
     (credential, processed): (&str, usize),
     requests: &[RecordedRequest],
+    presented: &[String],
     faults: &[(SystemTime, String)],
 ) {
     let carrying: Vec<&RecordedRequest> = requests
@@ -726,6 +728,29 @@ fn explain_double(
             ms(request.at),
             request.user_agent().unwrap_or("?")
         );
+    }
+    // The whole chain around it: every refresh request from shortly before the first
+    // to shortly after the last, each credential numbered by its first appearance, so a
+    // credential that comes back can be traced to the session that still held it.
+    println!("soak {target:<24}   the refresh requests around them (credential #, from):");
+    let mut numbers: Vec<&str> = Vec::new();
+    for request in requests {
+        let body = String::from_utf8_lossy(&request.body);
+        let Some(held) = presented.iter().find(|c| body.contains(c.as_str())) else {
+            continue;
+        };
+        let number = numbers.iter().position(|n| *n == held.as_str()).unwrap_or_else(|| {
+            numbers.push(held.as_str());
+            numbers.len() - 1
+        });
+        let at = ms(request.at);
+        if at >= -2000 && request.at <= last.at + Duration::from_secs(1) {
+            println!(
+                "soak {target:<24}     +{at:>6} ms  #{number:<4}{} from {}",
+                if held.as_str() == credential { " (the double)" } else { "" },
+                request.user_agent().unwrap_or("?")
+            );
+        }
     }
     let window = Duration::from_secs(2);
     for (at, fault) in faults {

@@ -471,7 +471,7 @@ impl Lifecycle {
                 };
                 if session.tokens.access.fingerprint() != rejected {
                     // Another refresh already replaced the rejected token: use the new one.
-                    return self.token_wanted(now);
+                    return self.token_after_unauthorized(now);
                 }
                 if self.phase == Phase::Refreshing || self.can_refresh_now() {
                     vec![Action::NeedRefresh]
@@ -642,6 +642,20 @@ impl Lifecycle {
                 .session
                 .as_ref()
                 .is_some_and(|s| s.tokens.is_expired_at(now))
+    }
+
+    /// For a caller the server just refused (401) whose token was replaced since: the
+    /// new token when it is fresh. One already in its refresh window is not handed to
+    /// that caller (it may well be refused too: the window is where the local expiry's
+    /// margin of error lies, see [`crate::token`]); the caller waits for the refresh
+    /// instead, when one can run. Otherwise as [`Lifecycle::token_wanted`].
+    fn token_after_unauthorized(&mut self, now: SystemTime) -> Vec<Action> {
+        let backing_off = self.retry_at.is_some_and(|at| now < at);
+        let refreshable = self.phase == Phase::Refreshing || self.can_refresh_now();
+        if !self.fresh_at(now) && refreshable && !backing_off {
+            return vec![Action::NeedRefresh];
+        }
+        self.token_wanted(now)
     }
 
     fn token_wanted(&mut self, now: SystemTime) -> Vec<Action> {
@@ -900,6 +914,35 @@ mod tests {
         assert_eq!(
             handed_out(&m.step(Input::Unauthorized {
                 now: t(11),
+                rejected: old
+            })),
+            Some("a2")
+        );
+        // The replacement in its window (900 s lifetime, refreshed ahead at 840 s at
+        // the latest): the refused caller waits for a refresh instead of taking it ...
+        assert!(matches!(
+            m.step(Input::Unauthorized {
+                now: t(890),
+                rejected: old
+            })[..],
+            [Action::NeedRefresh]
+        ));
+        // ... unless a refresh just failed (backing off): then the valid token it is.
+        m.step(Input::BeginRefresh {
+            now: t(890),
+            forced: false,
+        });
+        m.step(Input::RefreshFailed {
+            error: AuthError::Transport {
+                kind: crate::error::TransportErrorKind::Connect,
+                source: None,
+            },
+            now: t(890),
+            jitter: 0.0,
+        });
+        assert_eq!(
+            handed_out(&m.step(Input::Unauthorized {
+                now: t(890),
                 rejected: old
             })),
             Some("a2")

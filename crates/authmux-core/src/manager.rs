@@ -1097,8 +1097,10 @@ impl SessionManager {
             Reason::Due | Reason::Ahead => false,
             Reason::Explicit => true,
             Reason::Unauthorized(rejected) => match self.session() {
-                // Adopted or refreshed since: the rejected token is already replaced.
-                Some(s) if s.tokens.access.fingerprint() != rejected => return Ok(s),
+                // Adopted or refreshed since: the rejected token is already replaced,
+                // and the replacement is taken unless it is itself due (in its window:
+                // a token the caller's server may refuse too).
+                Some(s) if s.tokens.access.fingerprint() != rejected => false,
                 _ => true,
             },
         };

@@ -150,6 +150,41 @@ async fn concurrent_401s_share_one_refresh() {
     assert_eq!(provider.record().refresh_calls, 1);
 }
 
+/// A 401 on an old token is answered with the token another process refreshed (adopted
+/// from the store) only while that one is fresh: one already in its refresh window may
+/// be refused too (the window is where the local expiry's margin of error lies), so the
+/// refused caller gets a refresh instead.
+#[tokio::test]
+async fn after_a_401_a_fresh_replacement_is_taken_and_one_in_its_window_refreshed() {
+    let (clock, provider, a, store) = setup();
+    login(&a).await;
+    let b = SessionManager::builder(Arc::new(provider.clone()))
+        .store(store)
+        .clock(clock.clone())
+        .build();
+    b.restore().await.unwrap().unwrap();
+    let first = a.session().unwrap();
+
+    // Another process (B) refreshed; A still holds the first token when it is refused.
+    clock.advance(Duration::from_secs(600));
+    let second = b.refresh().await.unwrap();
+    let replacement = a.session_after_unauthorized(&first).await.unwrap();
+    assert_eq!(replacement.tokens.access, second, "the fresh replacement");
+    assert_eq!(provider.record().refresh_calls, 1, "taken without a refresh");
+
+    // B refreshes again; A is refused on the second token when the third (which it has
+    // not seen yet) is valid for 10 s more, inside its window.
+    clock.advance(Duration::from_secs(100));
+    let third = b.refresh().await.unwrap();
+    clock.advance(Duration::from_secs(890));
+    let replacement = a.session_after_unauthorized(&replacement).await.unwrap();
+    assert_ne!(replacement.tokens.access, third, "a token in its window after a 401");
+    assert_ne!(replacement.tokens.access, second);
+    assert_eq!(provider.record().refresh_calls, 3, "one refresh, by the refused caller");
+    let expiry = provider.record().issued_access[replacement.tokens.access.expose_secret()];
+    assert!(expiry.unwrap() > authmux_core::Clock::now(&clock) + Duration::from_secs(800));
+}
+
 #[tokio::test]
 async fn a_second_401_is_a_typed_error() {
     let (_clock, provider, manager, _) = setup();
