@@ -1180,6 +1180,16 @@ impl SessionManager {
             // A refresh was asked for: the caller learns it failed, even though the
             // still-valid session is kept for everyone else.
             (Ok(_), _, Some(error), Reason::Explicit) => Err(error),
+            // The server refused this caller's token and no other came: the caller
+            // learns why (a transient failure, to retry), rather than getting the
+            // refused token back to be refused again. The session is kept: its token
+            // may still be good for the server's other endpoints, and its refresh
+            // token is.
+            (Ok(session), _, Some(error), Reason::Unauthorized(rejected))
+                if session.tokens.access.fingerprint() == rejected =>
+            {
+                Err(error)
+            }
             // Durability was asked for: the caller learns the save failed.
             (Ok(_), Err(error), None, Reason::Explicit) => Err(error),
             (result, _, _, _) => result,
@@ -1255,7 +1265,10 @@ impl SessionManager {
                                 }
                                 _ => true,
                             };
-                            if adopted_new || valid {
+                            // A caller whose token the server refused carries on
+                            // only with another token.
+                            let refused = matches!(reason, Reason::Unauthorized(_));
+                            if adopted_new || (valid && !refused) {
                                 return Ok(None);
                             }
                             return Err(lock_busy(wait));

@@ -185,6 +185,27 @@ async fn after_a_401_a_fresh_replacement_is_taken_and_one_in_its_window_refreshe
     assert!(expiry.unwrap() > authmux_core::Clock::now(&clock) + Duration::from_secs(800));
 }
 
+/// A 401 whose refresh fails transiently gives the caller that failure (to retry), not
+/// a replay with the token the server just refused; the session is kept.
+#[tokio::test]
+async fn a_401_whose_refresh_fails_transiently_is_that_failure_not_a_replay() {
+    let (_clock, provider, manager, _) = setup();
+    login(&manager).await;
+    let token = manager.access_token().await.unwrap();
+    provider.revoke_access(token.expose_secret());
+    provider.script([RefreshAnswer::Transient]);
+    let error = manager.send(get("/x")).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(!matches!(error, AuthError::Unauthorized { .. }), "{error:?}");
+    assert_eq!(provider.record().api_calls, 1, "replayed with the refused token");
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert!(manager.session().is_some(), "the session was dropped");
+    // The next call refreshes and goes through.
+    let response = manager.send(get("/x")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(provider.record().refresh_calls, 2);
+}
+
 #[tokio::test]
 async fn a_second_401_is_a_typed_error() {
     let (_clock, provider, manager, _) = setup();

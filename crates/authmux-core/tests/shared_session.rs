@@ -177,6 +177,16 @@ async fn a_hung_lock_holder_blocks_nobody_forever() {
         "{:?}",
         started.elapsed()
     );
+    // Refused by the server (401) while still valid here: a typed store error at the
+    // deadline, not the refused token back.
+    let refused = manager.session().unwrap();
+    let started = Instant::now();
+    let err = manager
+        .session_after_unauthorized(&refused)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::Store { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     // Expired: a typed store error at the deadline, and no refresh without the lock.
     clock.advance(Duration::from_secs(30));
     let started = Instant::now();
