@@ -1,8 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "reqwest")]
-mod alarm;
 pub mod clock;
 pub mod error;
 pub mod lifecycle;

@@ -250,7 +250,6 @@ mod reqwest_impl {
     use std::sync::Arc;
 
     use super::*;
-    use crate::alarm::Alarm;
     use crate::error::TransportErrorKind;
 
     /// The default transport: reqwest with rustls, no redirects, a timeout and a
@@ -356,16 +355,16 @@ mod reqwest_impl {
             Self: 'async_trait,
         {
             let cap = limits.max_response_bytes.unwrap_or(self.max_response_bytes);
-            // One alarm for the whole exchange: the earlier of the timeout (the
+            // One timer for the whole exchange: the earlier of the timeout (the
             // request's own, or the transport's; a client from
             // [`ReqwestTransport::from_client`] also keeps its own) and the caller's
-            // deadline, raced with each step. An [`Alarm`], not a `tokio` timer (nor
-            // reqwest's per-request timeout, one boxed `tokio` timer): see its module.
+            // deadline. A plain `tokio` timer, armed once and raced with each step,
+            // rather than reqwest's per-request timeout, which costs an allocation.
             let timeout = limits
                 .timeout
                 .or(self.timeout)
-                .map(|timeout| std::time::Instant::now() + timeout);
-            let until = match (timeout, limits.deadline.map(tokio::time::Instant::into_std)) {
+                .map(|timeout| tokio::time::Instant::now() + timeout);
+            let until = match (timeout, limits.deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -380,12 +379,12 @@ mod reqwest_impl {
     /// body (at most `cap` bytes), all before `until`.
     async fn exchange(
         pending: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
-        until: Option<std::time::Instant>,
+        until: Option<tokio::time::Instant>,
         cap: usize,
     ) -> Result<Response<Bytes>, AuthError> {
         let pending = std::pin::pin!(pending);
-        let mut alarm = until.map(Alarm::at);
-        let mut response = race(pending, alarm.as_mut()).await?;
+        let mut timer = std::pin::pin!(until.map(tokio::time::sleep_until));
+        let mut response = race(pending, timer.as_mut().as_pin_mut()).await?;
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(body_too_large(cap));
         }
@@ -395,7 +394,11 @@ mod reqwest_impl {
         let mut body = Bytes::new();
         let mut more: Option<Vec<u8>> = None;
         loop {
-            let chunk = race(std::pin::pin!(response.chunk()), alarm.as_mut()).await?;
+            let chunk = race(
+                std::pin::pin!(response.chunk()),
+                timer.as_mut().as_pin_mut(),
+            )
+            .await?;
             let Some(chunk) = chunk else { break };
             if body.len() + more.as_ref().map_or(0, Vec::len) + chunk.len() > cap {
                 return Err(body_too_large(cap));
@@ -424,18 +427,18 @@ mod reqwest_impl {
         Ok(out)
     }
 
-    /// `step`, unless `alarm` rings first ([`AuthError::Timeout`]). Both belong to the
-    /// caller: this future holds two references, not a copy of `step`.
+    /// `step`, unless `timer` fires first ([`AuthError::Timeout`]). Both are pinned by
+    /// the caller: this future holds two references, not a copy of `step`.
     async fn race<T, E: Into<Failure>>(
         mut step: std::pin::Pin<&mut impl Future<Output = Result<T, E>>>,
-        mut alarm: Option<&mut Alarm>,
+        mut timer: Option<std::pin::Pin<&mut tokio::time::Sleep>>,
     ) -> Result<T, AuthError> {
         std::future::poll_fn(|cx| {
             if let std::task::Poll::Ready(result) = step.as_mut().poll(cx) {
                 return std::task::Poll::Ready(result.map_err(|e| e.into().0));
             }
-            if let Some(alarm) = alarm.as_mut()
-                && alarm.poll_ring(cx).is_ready()
+            if let Some(timer) = timer.as_mut()
+                && timer.as_mut().poll(cx).is_ready()
             {
                 return std::task::Poll::Ready(Err(AuthError::Timeout));
             }
