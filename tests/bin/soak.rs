@@ -151,6 +151,7 @@ async fn worker(args: &[String]) -> Result<(), String> {
     let (mut calls, mut transient, mut definitive, mut max_ms) = (0u64, 0u64, 0u64, 0u64);
     let mut lost = false;
     let mut errors: HashMap<String, u64> = HashMap::new();
+    let mut sign_in_errors: Vec<String> = Vec::new();
     while Instant::now() < deadline {
         let request = http::Request::get(path.as_str())
             .body(Bytes::new())
@@ -163,6 +164,7 @@ async fn worker(args: &[String]) -> Result<(), String> {
             Ok(response) if response.status().is_success() => None,
             Ok(response) if response.status() == http::StatusCode::UNAUTHORIZED => {
                 definitive += 1;
+                sign_in_errors.push("401 after the refresh and replay".to_owned());
                 Some("401 after the refresh and replay".to_owned())
             }
             Ok(response) => {
@@ -171,6 +173,7 @@ async fn worker(args: &[String]) -> Result<(), String> {
             }
             Err(error) if error.needs_sign_in() => {
                 definitive += 1;
+                sign_in_errors.push(format!("{error} ({error:?})"));
                 Some(error.to_string())
             }
             Err(error) => {
@@ -194,6 +197,7 @@ async fn worker(args: &[String]) -> Result<(), String> {
         json!({
             "calls": calls, "transient": transient, "definitive": definitive,
             "lost": lost, "max_ms": max_ms, "errors": errors,
+            "sign_in_errors": sign_in_errors.iter().take(5).collect::<Vec<_>>(),
         })
     );
     Ok(())
@@ -602,6 +606,11 @@ async fn soak_target(
             *tally.kinds.entry(format!("manager: {error}")).or_default() +=
                 count.as_u64().unwrap_or_default();
         }
+        for error in report["sign_in_errors"].as_array().into_iter().flatten() {
+            tally
+                .errors
+                .push(format!("manager: {}", error.as_str().unwrap_or_default()));
+        }
     }
     let cli_tally = match cli_loop {
         Some(cli_loop) => cli_loop.join().map_err(|_| "the CLI loop panicked")?,
@@ -690,6 +699,11 @@ async fn soak_target(
     kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     for (kind, n) in kinds.iter().take(6) {
         println!("soak {:<24}   {n:>5} x {kind}", target.name);
+    }
+    // The rare misleading answers in full: what a sign-in error while the session
+    // lived said, for whoever looks into it.
+    for error in tally.errors.iter().take(5) {
+        println!("soak {:<24}   error: {error}", target.name);
     }
     let _ = std::fs::remove_dir_all(&home);
     Ok(tally)
