@@ -19,12 +19,24 @@
 //! | the server states | local `expires_at` |
 //! |---|---|
 //! | a lifetime `d` ([`Expiry::In`]) | `received_at + d` (no clock involved) |
-//! | an absolute time `abs` ([`Expiry::At`]), answer with a `Date` header | `received_at + (abs - date)` |
+//! | an absolute time `abs` ([`Expiry::At`]), answer with a `Date` header | `received_at + (abs - date) - 1 s` |
 //! | an absolute time `abs`, no `Date` header | `abs` as is |
-//! | nothing, the token is a JWT with `exp` and `iat` | `received_at + (exp - iat)` |
-//! | nothing, a JWT with `exp` but no `iat`, answer with a `Date` header | `received_at + (exp - date)` |
+//! | nothing, the token is a JWT with `exp` and `iat` | `received_at + (exp - iat) - 1 s` |
+//! | nothing, a JWT with `exp` but no `iat`, answer with a `Date` header | `received_at + (exp - date) - 1 s` |
 //! | nothing, a JWT with `exp` only, no `Date` header | `exp` as is |
 //! | nothing else | unknown |
+//!
+//! - **The second off.** `Date` and `iat` count whole seconds: they read up to a second
+//!   behind the server's "now" when it wrote the answer (a JWT library that sets
+//!   `iat = floor(now)` and `exp = iat + ttl` issues a token that dies up to a second
+//!   before `ttl` has passed). So a lifetime measured from one of them loses a second
+//!   (at most half of it, for very short lifetimes): the local expiry may come a little
+//!   early, never late. An anchor with a fraction of a second loses nothing.
+//! - **The JWT's own expiry counts too.** When the access token is a JWT whose `exp`
+//!   can be mapped (it has `iat`, or the answer has a `Date`), the local expiry is the
+//!   earlier of the stated one and the JWT's: a server that checks the token enforces
+//!   `exp`, whatever lifetime its answer stated (Directus states `expires` in
+//!   milliseconds while its JWT's `exp` counts from the whole second).
 //!
 //! A lifetime that comes out negative counts as zero (the token is expired on arrival,
 //! and the server said so). `issued_at` is `received_at`. [`server_date`] reads the
@@ -32,11 +44,10 @@
 //! computed `exp` (a `Date` may come from a proxy in front of the server).
 //!
 //! Limits of the rule:
-//! - **Resolution and transit.** `Date`, `iat` and `exp` count whole seconds, and the
-//!   lifetime is counted from when the answer arrived, not when the server wrote it. The
-//!   local expiry can therefore be up to about one second plus the answer's transit
-//!   time later than the server's; the manager's proactive refresh window (at least
-//!   60 s by default, at most half the lifetime) is far wider.
+//! - **Transit.** The lifetime is counted from when the answer arrived, not when the
+//!   server wrote it: the local expiry can be later than the server's by the answer's
+//!   transit time (far less than the manager's proactive refresh window: at least 60 s
+//!   by default, at most half the lifetime).
 //! - **No server time, no correction.** An answer without a `Date` header and a token
 //!   without `iat` leave the server's absolute time as is: skewed clocks then give the
 //!   behaviours above.
@@ -59,6 +70,10 @@ use http::header::DATE;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::{AccessToken, RefreshToken};
+
+/// How far behind the server's "now" a time in whole seconds (an HTTP `Date`, an
+/// integer JWT `iat`) may read.
+const WHOLE_SECOND: Duration = Duration::from_secs(1);
 
 /// The tokens of a signed-in session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,9 +140,11 @@ impl TokenSet {
     /// use authmux_core::{AccessToken, Expiry, TokenSet};
     /// use std::time::{Duration, SystemTime};
     ///
-    /// let received_at = SystemTime::now();
+    /// use std::time::UNIX_EPOCH;
+    ///
+    /// let received_at = UNIX_EPOCH + Duration::from_millis(1_800_000_000_250);
     /// // The server's clock is 10 minutes behind ours; it says the token expires 20 s
-    /// // after its own "now".
+    /// // after its own "now", which it states to the millisecond.
     /// let server_now = received_at - Duration::from_secs(600);
     /// let tokens = TokenSet::issued(
     ///     AccessToken::new("opaque"),
@@ -138,6 +155,19 @@ impl TokenSet {
     /// );
     /// assert_eq!(tokens.expires_at, Some(received_at + Duration::from_secs(20)));
     /// assert_eq!(tokens.lifetime(), Some(Duration::from_secs(20)));
+    ///
+    /// // The same answer with its `Date` header, which drops the server's 250 ms: read
+    /// // from it, the token seems to have 20.25 s. A time in whole seconds may be up to
+    /// // a second behind, so a second comes off: 19.25 s, a little early, never late.
+    /// let date = UNIX_EPOCH + Duration::from_secs(1_800_000_000 - 600);
+    /// let tokens = TokenSet::issued(
+    ///     AccessToken::new("opaque"),
+    ///     None,
+    ///     Expiry::At(server_now + Duration::from_secs(20)),
+    ///     received_at,
+    ///     Some(date),
+    /// );
+    /// assert_eq!(tokens.lifetime(), Some(Duration::from_millis(19_250)));
     /// ```
     pub fn issued(
         access: AccessToken,
@@ -148,20 +178,36 @@ impl TokenSet {
     ) -> Self {
         // `abs`, a time on the server's clock, seen from the local clock given the
         // server's "now" (`anchor`) at about the time the answer was received.
-        let localize = |abs: SystemTime, anchor: Option<SystemTime>| match anchor {
-            Some(anchor) => {
-                let lifetime = abs.duration_since(anchor).unwrap_or(Duration::ZERO);
-                received_at.checked_add(lifetime).unwrap_or(abs)
-            }
-            None => abs,
+        let localize = |abs: SystemTime, anchor: SystemTime| {
+            let lifetime = abs.duration_since(anchor).unwrap_or(Duration::ZERO);
+            // An anchor in whole seconds (a `Date` header, an integer `iat`) reads up
+            // to a second behind the server's "now": the token may have up to a second
+            // less than `abs - anchor`. That second comes off (at most half the
+            // lifetime), so the local expiry is never later than the server's.
+            let whole = anchor
+                .duration_since(UNIX_EPOCH)
+                .is_ok_and(|d| d.subsec_nanos() == 0);
+            let lifetime = if whole {
+                lifetime - WHOLE_SECOND.min(lifetime / 2)
+            } else {
+                lifetime
+            };
+            received_at.checked_add(lifetime).unwrap_or(abs)
         };
-        let expires_at = match expiry {
-            Expiry::At(at) => Some(localize(at, server_date)),
+        let hint = jwt_hint(access.expose_secret());
+        // The JWT's own expiry (the one a server checking the token enforces), mapped
+        // with its `iat`, else the `Date`.
+        let from_jwt = hint.and_then(|h| Some(localize(h.expires_at?, h.issued_at.or(server_date)?)));
+        let stated = match expiry {
+            Expiry::At(at) => Some(server_date.map_or(at, |date| localize(at, date))),
             Expiry::In(lifetime) => received_at.checked_add(lifetime),
-            Expiry::Unstated => jwt_hint(access.expose_secret()).and_then(|hint| {
-                let exp = hint.expires_at?;
-                Some(localize(exp, hint.issued_at.or(server_date)))
-            }),
+            Expiry::Unstated => None,
+        };
+        let expires_at = match (stated, from_jwt) {
+            (Some(stated), Some(from_jwt)) => Some(stated.min(from_jwt)),
+            (Some(at), None) | (None, Some(at)) => Some(at),
+            // A JWT with `exp` and no server time at all: `exp` as is.
+            (None, None) => hint.and_then(|h| h.expires_at),
         };
         Self {
             access,
@@ -344,7 +390,8 @@ mod tests {
                 secs(RECEIVED),
                 Some(secs(server)),
             );
-            assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)), "skew {skew}");
+            // The `Date` counts whole seconds: one comes off.
+            assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 19)), "skew {skew}");
             assert_eq!(tokens.issued_at, secs(RECEIVED));
         }
         // Already past on the server's clock: expired on arrival (lifetime 0), whatever
@@ -387,7 +434,8 @@ mod tests {
                     secs(RECEIVED),
                     date,
                 );
-                assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)), "skew {skew}");
+                // `iat` counts whole seconds: one comes off.
+                assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 19)), "skew {skew}");
             }
             // No `iat`: the `Date` header anchors `exp`.
             let exp_only =
@@ -399,12 +447,13 @@ mod tests {
                 secs(RECEIVED),
                 Some(secs(server)),
             );
-            assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 20)), "skew {skew}");
+            assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 19)), "skew {skew}");
             // Neither: `exp` as is.
             let tokens = TokenSet::issued(exp_only, None, Expiry::Unstated, secs(RECEIVED), None);
             assert_eq!(tokens.expires_at, Some(secs(server + 20)), "skew {skew}");
         }
-        // A stated expiry beats the JWT's claims.
+        // A stated expiry and the JWT's: the earlier (the server checking the token
+        // enforces `exp`, whatever lifetime it stated).
         let jwt = AccessToken::new(jwt_with_payload("{\"exp\":5000,\"iat\":900}"));
         let stated = TokenSet::issued(
             jwt.clone(),
@@ -414,6 +463,32 @@ mod tests {
             None,
         );
         assert_eq!(stated.expires_at, Some(secs(RECEIVED + 7)));
+        // Directus: `expires` 3000 ms, a JWT issued at the whole second 900 for 3 s
+        // (`exp` 903): it may die 2 s after arrival, and that is its local expiry.
+        let directus = AccessToken::new(jwt_with_payload("{\"exp\":903,\"iat\":900}"));
+        let tokens = TokenSet::issued(
+            directus,
+            None,
+            Expiry::In(Duration::from_millis(3_000)),
+            secs(RECEIVED),
+            None,
+        );
+        assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 2)));
+        // A JWT whose `exp` cannot be mapped (no `iat`, no `Date`) does not cut a
+        // stated lifetime (its `exp` is on a clock that may be anywhere).
+        let unmapped = AccessToken::new(jwt_with_payload("{\"exp\":5}"));
+        let tokens = TokenSet::issued(
+            unmapped,
+            None,
+            Expiry::In(Duration::from_secs(7)),
+            secs(RECEIVED),
+            None,
+        );
+        assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 7)));
+        // A very short lifetime loses at most half of itself.
+        let short = AccessToken::new(jwt_with_payload("{\"exp\":901,\"iat\":900}"));
+        let tokens = TokenSet::issued(short, None, Expiry::Unstated, secs(RECEIVED), None);
+        assert_eq!(tokens.lifetime(), Some(Duration::from_millis(500)));
         // `exp` before `iat`: expired on arrival.
         let backwards = AccessToken::new(jwt_with_payload("{\"exp\":800,\"iat\":900}"));
         let tokens = TokenSet::issued(backwards, None, Expiry::Unstated, secs(RECEIVED), None);

@@ -34,8 +34,9 @@ async fn login_builds_the_session_from_the_jwt_and_the_user() {
     let session = login_alice(&rig.provider).await;
     assert_eq!(session.dialect, "linkutm");
     assert!(session.tokens.refresh.is_none());
-    // Expiry from the JWT's exp: one day after the fake's (shared) clock.
-    let expected = rig.fake.now() + rig.fake.settings().access_lifetime;
+    // Expiry from the JWT's exp: one day after the fake's (shared) clock, less the
+    // second its whole-second `iat` may lag the server's clock (`authmux_core::token`).
+    let expected = rig.fake.now() + rig.fake.settings().access_lifetime - Duration::from_secs(1);
     let exp = session.tokens.expires_at.expect("exp read from the JWT");
     let secs = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert_eq!(secs(exp), secs(expected));

@@ -4,7 +4,9 @@
 //! its answers with it). Expiry comes as `expireAt` (mapped with the answer's `Date`) or
 //! as the JWT's `exp` alone (mapped with its `iat`). Whatever the skew, a 20 s token is
 //! refreshed once per lifetime, never on every call, and every token handed out is one
-//! the server still accepts.
+//! the server still accepts: also when the server's clock is a fraction of a second off
+//! (its `Date` and `iat` then read up to a second behind it, and its JWT dies up to a
+//! second before the 20 s are over), asked every half second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +21,15 @@ use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
 
 const T0: u64 = 1_800_000_000;
 const LIFETIME: Duration = Duration::from_secs(20);
-/// The manager refreshes 2 s before expiry (no jitter), so each token serves 18 s.
+/// The lifetime on the local clock: a server time in whole seconds (`Date`, `iat`) may
+/// read up to a second behind, so a second comes off (`authmux_core::token`).
+const LOCAL_LIFETIME: Duration = Duration::from_secs(19);
+/// The manager refreshes 2 s before expiry (no jitter), so each token serves 17 s.
 const LEAD: Duration = Duration::from_secs(2);
 const TEN_MINUTES: i64 = 600_000;
+/// Server clock offsets: 10 minutes behind, on time and ahead, each also with 900 ms
+/// more (so its whole seconds lag its true time by 0.9 s).
+const OFFSETS: [i64; 6] = authmux_testkit::server::SKEWED_OFFSETS_MILLIS;
 
 struct World {
     clock: ManualClock,
@@ -30,7 +38,7 @@ struct World {
     manager: SessionManager,
 }
 
-fn world(style: ExpiryStyle, offset_millis: i64) -> World {
+fn world(style: ExpiryStyle, offset_millis: i64, lead: Duration) -> World {
     let clock = ManualClock::at_unix(T0);
     let fake = FakeLinxio::builder()
         .clock(clock.clone())
@@ -48,7 +56,7 @@ fn world(style: ExpiryStyle, offset_millis: i64) -> World {
     let manager = SessionManager::builder(provider.clone())
         .clock(clock.clone())
         .refresh_window(RefreshWindow {
-            min_lead: LEAD,
+            min_lead: lead,
             fraction: 0.0,
             jitter: 0.0,
         })
@@ -61,7 +69,7 @@ fn world(style: ExpiryStyle, offset_millis: i64) -> World {
     }
 }
 
-/// Signs in, then asks for a token every second for `seconds`: checks the server
+/// Signs in, then asks for a token every half second for `seconds`: checks the server
 /// accepts every token handed out, and returns how many refreshes were sent.
 async fn run(w: &World, seconds: u64) -> usize {
     let outcome = w
@@ -73,9 +81,10 @@ async fn run(w: &World, seconds: u64) -> usize {
         panic!("alice needs no OTP");
     };
     // The lifetime the server granted, on the local clock, whatever the skew.
-    assert_eq!(session.tokens.expires_at, Some(w.clock.now() + LIFETIME));
-    for second in 1..=seconds {
-        w.clock.advance(Duration::from_secs(1));
+    assert_eq!(session.tokens.expires_at, Some(w.clock.now() + LOCAL_LIFETIME));
+    for half in 1..=seconds * 2 {
+        let second = half as f64 / 2.0;
+        w.clock.advance(Duration::from_millis(500));
         let session = w.manager.usable_session().await.unwrap();
         // Let a refresh started in the background land before the checks.
         w.manager.idle().await;
@@ -91,10 +100,11 @@ async fn run(w: &World, seconds: u64) -> usize {
 
 async fn refreshes_once_per_lifetime(style: ExpiryStyle) {
     const SECONDS: u64 = 100;
-    // Each token serves LIFETIME - LEAD = 18 s: refreshes at 18, 36, 54, 72 and 90 s.
-    let expected = usize::try_from(SECONDS / (LIFETIME - LEAD).as_secs()).unwrap();
-    for offset in [-TEN_MINUTES, 0, TEN_MINUTES] {
-        let w = world(style, offset);
+    // Each token serves LOCAL_LIFETIME - LEAD = 17 s: refreshes at 17, 34, 51, 68 and
+    // 85 s.
+    let expected = usize::try_from(SECONDS / (LOCAL_LIFETIME - LEAD).as_secs()).unwrap();
+    for offset in OFFSETS {
+        let w = world(style, offset, LEAD);
         let refreshes = run(&w, SECONDS).await;
         assert_eq!(
             refreshes, expected,
@@ -113,10 +123,27 @@ async fn jwt_exp_is_mapped_with_its_iat() {
     refreshes_once_per_lifetime(ExpiryStyle::ExpOnly).await;
 }
 
+/// Without refreshing ahead (a zero window), a token is used up to its local expiry:
+/// that must not be later than the server's, whose `Date` and `iat` lag its clock by up
+/// to a second (read as is, they gave the token almost a second too many).
+#[tokio::test]
+async fn with_no_window_a_token_is_used_up_to_its_server_expiry_and_not_past_it() {
+    const SECONDS: u64 = 60;
+    for style in [ExpiryStyle::ExpireAtAndExp, ExpiryStyle::ExpOnly] {
+        for offset in OFFSETS {
+            let w = world(style, offset, Duration::ZERO);
+            let refreshes = run(&w, SECONDS).await;
+            // Each token serves its whole local lifetime: refreshes at 19 s, 38 s, 57 s.
+            let expected = usize::try_from(SECONDS / LOCAL_LIFETIME.as_secs()).unwrap();
+            assert_eq!(refreshes, expected, "{style:?}, server clock {offset} ms off");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_token_past_its_server_expiry_is_never_handed_out() {
-    for offset in [-TEN_MINUTES, TEN_MINUTES] {
-        let w = world(ExpiryStyle::ExpireAtAndExp, offset);
+    for offset in [-TEN_MINUTES, TEN_MINUTES + 900] {
+        let w = world(ExpiryStyle::ExpireAtAndExp, offset, LEAD);
         w.manager
             .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
             .await
