@@ -753,15 +753,22 @@ fn explain_double(
         let Some(held) = presented.iter().find(|c| body.contains(c.as_str())) else {
             continue;
         };
-        let number = numbers.iter().position(|n| *n == held.as_str()).unwrap_or_else(|| {
-            numbers.push(held.as_str());
-            numbers.len() - 1
-        });
+        let number = numbers
+            .iter()
+            .position(|n| *n == held.as_str())
+            .unwrap_or_else(|| {
+                numbers.push(held.as_str());
+                numbers.len() - 1
+            });
         let at = ms(request.at);
         if at >= -2000 && request.at <= last.at + Duration::from_secs(1) {
             println!(
                 "soak {target:<24}     +{at:>6} ms  #{number:<4}{} from {}",
-                if held.as_str() == credential { " (the double)" } else { "" },
+                if held.as_str() == credential {
+                    " (the double)"
+                } else {
+                    ""
+                },
                 request.user_agent().unwrap_or("?")
             );
         }

@@ -197,7 +197,8 @@ impl TokenSet {
         let hint = jwt_hint(access.expose_secret());
         // The JWT's own expiry (the one a server checking the token enforces), mapped
         // with its `iat`, else the `Date`.
-        let from_jwt = hint.and_then(|h| Some(localize(h.expires_at?, h.issued_at.or(server_date)?)));
+        let from_jwt =
+            hint.and_then(|h| Some(localize(h.expires_at?, h.issued_at.or(server_date)?)));
         let stated = match expiry {
             Expiry::At(at) => Some(server_date.map_or(at, |date| localize(at, date))),
             Expiry::In(lifetime) => received_at.checked_add(lifetime),

@@ -170,7 +170,11 @@ async fn after_a_401_a_fresh_replacement_is_taken_and_one_in_its_window_refreshe
     let second = b.refresh().await.unwrap();
     let replacement = a.session_after_unauthorized(&first).await.unwrap();
     assert_eq!(replacement.tokens.access, second, "the fresh replacement");
-    assert_eq!(provider.record().refresh_calls, 1, "taken without a refresh");
+    assert_eq!(
+        provider.record().refresh_calls,
+        1,
+        "taken without a refresh"
+    );
 
     // B refreshes again; A is refused on the second token when the third (which it has
     // not seen yet) is valid for 10 s more, inside its window.
@@ -178,9 +182,16 @@ async fn after_a_401_a_fresh_replacement_is_taken_and_one_in_its_window_refreshe
     let third = b.refresh().await.unwrap();
     clock.advance(Duration::from_secs(890));
     let replacement = a.session_after_unauthorized(&replacement).await.unwrap();
-    assert_ne!(replacement.tokens.access, third, "a token in its window after a 401");
+    assert_ne!(
+        replacement.tokens.access, third,
+        "a token in its window after a 401"
+    );
     assert_ne!(replacement.tokens.access, second);
-    assert_eq!(provider.record().refresh_calls, 3, "one refresh, by the refused caller");
+    assert_eq!(
+        provider.record().refresh_calls,
+        3,
+        "one refresh, by the refused caller"
+    );
     let expiry = provider.record().issued_access[replacement.tokens.access.expose_secret()];
     assert!(expiry.unwrap() > authmux_core::Clock::now(&clock) + Duration::from_secs(800));
 }
@@ -196,8 +207,15 @@ async fn a_401_whose_refresh_fails_transiently_is_that_failure_not_a_replay() {
     provider.script([RefreshAnswer::Transient]);
     let error = manager.send(get("/x")).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    assert!(!matches!(error, AuthError::Unauthorized { .. }), "{error:?}");
-    assert_eq!(provider.record().api_calls, 1, "replayed with the refused token");
+    assert!(
+        !matches!(error, AuthError::Unauthorized { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        provider.record().api_calls,
+        1,
+        "replayed with the refused token"
+    );
     assert_eq!(provider.record().refresh_calls, 1);
     assert!(manager.session().is_some(), "the session was dropped");
     // The next call refreshes and goes through.

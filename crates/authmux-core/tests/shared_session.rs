@@ -186,7 +186,11 @@ async fn a_hung_lock_holder_blocks_nobody_forever() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::Store { .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     // Expired: a typed store error at the deadline, and no refresh without the lock.
     clock.advance(Duration::from_secs(30));
     let started = Instant::now();

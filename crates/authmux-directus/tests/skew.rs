@@ -82,7 +82,10 @@ async fn a_20_s_token_is_refreshed_once_per_lifetime_whatever_the_skew() {
                 .await
                 .unwrap();
             let session = w.manager.session().unwrap();
-            assert_eq!(session.tokens.expires_at, Some(w.clock.now() + LOCAL_LIFETIME));
+            assert_eq!(
+                session.tokens.expires_at,
+                Some(w.clock.now() + LOCAL_LIFETIME)
+            );
             for half in 1..=SECONDS * 2 {
                 let second = half as f64 / 2.0;
                 w.clock.advance(Duration::from_millis(500));

@@ -43,7 +43,10 @@ fn manager(rig: &Rig) -> SessionManager {
 /// out nothing.
 async fn serves_its_lifetime_and_never_after(rig: &Rig, manager: &SessionManager) {
     let first = manager.session().unwrap();
-    assert_eq!(first.tokens.expires_at, Some(rig.clock.now() + LOCAL_LIFETIME));
+    assert_eq!(
+        first.tokens.expires_at,
+        Some(rig.clock.now() + LOCAL_LIFETIME)
+    );
     let requests = rig.fake.recorder().total();
     let asks = LOCAL_LIFETIME.as_secs() * 2 - 1;
     for half in 1..=asks {

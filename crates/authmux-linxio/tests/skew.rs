@@ -81,7 +81,10 @@ async fn run(w: &World, seconds: u64) -> usize {
         panic!("alice needs no OTP");
     };
     // The lifetime the server granted, on the local clock, whatever the skew.
-    assert_eq!(session.tokens.expires_at, Some(w.clock.now() + LOCAL_LIFETIME));
+    assert_eq!(
+        session.tokens.expires_at,
+        Some(w.clock.now() + LOCAL_LIFETIME)
+    );
     for half in 1..=seconds * 2 {
         let second = half as f64 / 2.0;
         w.clock.advance(Duration::from_millis(500));
@@ -135,7 +138,10 @@ async fn with_no_window_a_token_is_used_up_to_its_server_expiry_and_not_past_it(
             let refreshes = run(&w, SECONDS).await;
             // Each token serves its whole local lifetime: refreshes at 19 s, 38 s, 57 s.
             let expected = usize::try_from(SECONDS / LOCAL_LIFETIME.as_secs()).unwrap();
-            assert_eq!(refreshes, expected, "{style:?}, server clock {offset} ms off");
+            assert_eq!(
+                refreshes, expected,
+                "{style:?}, server clock {offset} ms off"
+            );
         }
     }
 }

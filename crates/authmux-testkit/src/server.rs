@@ -65,14 +65,8 @@ use crate::recorder::Recorder;
 /// header, a JWT's `iat`) lag its true time by 0.9 s, and a JWT dies up to a second
 /// before its stated lifetime is over: the case an expiry rule that reads whole seconds
 /// as exact gets wrong (`authmux_core::token`).
-pub const SKEWED_OFFSETS_MILLIS: [i64; 6] = [
-    -600_000,
-    -600_000 + 900,
-    0,
-    900,
-    600_000,
-    600_000 + 900,
-];
+pub const SKEWED_OFFSETS_MILLIS: [i64; 6] =
+    [-600_000, -600_000 + 900, 0, 900, 600_000, 600_000 + 900];
 
 /// The token-shaped text inside the body of [`Fault::MalformedJson`]: a client that
 /// echoes a response body into an error (a `Protocol` message, a log line) shows it,
