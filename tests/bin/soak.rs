@@ -221,7 +221,8 @@ struct Target {
     faults: Arc<dyn Fn() -> &'static Faults + Send + Sync>,
     /// The refresh credentials the server processed, in order.
     presented: Box<dyn Fn() -> Vec<String> + Send + Sync>,
-    /// Every refresh request that arrived (faulted or not), to explain a double refresh.
+    /// Every refresh and logout request that arrived (faulted or not), to explain a
+    /// double refresh.
     refresh_requests: Box<dyn Fn() -> Vec<RecordedRequest> + Send + Sync>,
     /// The access-token lifetime.
     ttl: Option<Duration>,
@@ -282,11 +283,19 @@ fn refresh_tokens(recorder: &'static Recorder) -> Box<dyn Fn() -> Vec<String> + 
     Box::new(move || recorder.refresh_tokens())
 }
 
-fn requests_to(
+/// The requests that carry refresh credentials: to the refresh and the logout endpoints.
+fn credential_requests(
     recorder: &'static Recorder,
-    endpoint: &'static str,
+    refresh: &'static str,
+    logout: &'static str,
 ) -> Box<dyn Fn() -> Vec<RecordedRequest> + Send + Sync> {
-    Box::new(move || recorder.requests_to(endpoint))
+    Box::new(move || {
+        recorder
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == refresh || r.endpoint == logout)
+            .collect()
+    })
 }
 
 fn targets() -> Result<Vec<Target>, String> {
@@ -314,7 +323,7 @@ fn targets() -> Result<Vec<Target>, String> {
         refresh_endpoint: Some(lx::REFRESH),
         faults: Arc::new(move || linxio.faults()),
         presented: refresh_tokens(linxio.recorder()),
-        refresh_requests: requests_to(linxio.recorder(), lx::REFRESH),
+        refresh_requests: credential_requests(linxio.recorder(), lx::REFRESH, lx::LOGOUT),
         ttl: Some(FAKE_TTL),
     });
 
@@ -356,7 +365,7 @@ fn targets() -> Result<Vec<Target>, String> {
         refresh_endpoint: Some(dx::REFRESH),
         faults: Arc::new(move || directus.faults()),
         presented: refresh_tokens(directus.recorder()),
-        refresh_requests: requests_to(directus.recorder(), dx::REFRESH),
+        refresh_requests: credential_requests(directus.recorder(), dx::REFRESH, dx::LOGOUT),
         ttl: Some(FAKE_TTL),
     });
 
@@ -393,7 +402,7 @@ fn targets() -> Result<Vec<Target>, String> {
                         .filter_map(|r| r.json()?.get("refresh_token")?.as_str().map(str::to_owned))
                         .collect()
                 }),
-                refresh_requests: requests_to(proxy.recorder(), dx::REFRESH),
+                refresh_requests: credential_requests(proxy.recorder(), dx::REFRESH, dx::LOGOUT),
                 ttl,
             });
         }
@@ -736,17 +745,26 @@ fn explain_double(
         "soak {target:<24} DOUBLE REFRESH: the server processed one refresh credential \
          {processed} times; the requests carrying it (faulted ones too):"
     );
+    let fault = |r: &RecordedRequest| {
+        r.fault
+            .as_ref()
+            .map_or_else(String::new, |f| format!(", faulted: {f}"))
+    };
     for request in &carrying {
         println!(
-            "soak {target:<24}   +{:>6} ms  refresh from {}",
+            "soak {target:<24}   +{:>6} ms  {} from {}{}",
             ms(request.at),
-            request.user_agent().unwrap_or("?")
+            request.endpoint,
+            request.user_agent().unwrap_or("?"),
+            fault(request),
         );
     }
     // The whole chain around it: every refresh request from shortly before the first
     // to shortly after the last, each credential numbered by its first appearance, so a
     // credential that comes back can be traced to the session that still held it.
-    println!("soak {target:<24}   the refresh requests around them (credential #, from):");
+    println!(
+        "soak {target:<24}   the refresh and logout requests around them (credential #, from):"
+    );
     let mut numbers: Vec<&str> = Vec::new();
     for request in requests {
         let body = String::from_utf8_lossy(&request.body);
@@ -763,13 +781,15 @@ fn explain_double(
         let at = ms(request.at);
         if at >= -2000 && request.at <= last.at + Duration::from_secs(1) {
             println!(
-                "soak {target:<24}     +{at:>6} ms  #{number:<4}{} from {}",
+                "soak {target:<24}     +{at:>6} ms  #{number:<4}{} {} from {}{}",
                 if held.as_str() == credential {
                     " (the double)"
                 } else {
                     ""
                 },
-                request.user_agent().unwrap_or("?")
+                request.endpoint,
+                request.user_agent().unwrap_or("?"),
+                fault(request),
             );
         }
     }

@@ -394,12 +394,14 @@ impl Shared {
             (Outgoing::Streaming(request), Bytes::new())
         };
         let head = FakeRequest::new(method, &target, headers, body);
-        self.recorder
+        let index = self
+            .recorder
             .record(&endpoint, &head, std::time::SystemTime::now());
         let request = (request, head);
         let Some(fault) = self.faults.next_for(&endpoint) else {
             return self.forward(&endpoint, request).await;
         };
+        self.recorder.record_fault(index, &fault);
         let fault = match crate::faults::canned_answer(fault, |status, message| {
             (self.envelope)(status, message)
         }) {

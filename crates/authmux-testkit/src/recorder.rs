@@ -38,6 +38,9 @@ pub struct RecordedRequest {
     pub body: Bytes,
     /// The server time when it arrived (clock plus offset).
     pub at: SystemTime,
+    /// What the server did instead of answering normally (a scripted fault, its rate
+    /// limit), as `Debug` text; `None` for a normal answer.
+    pub fault: Option<String>,
 }
 
 impl RecordedRequest {
@@ -135,8 +138,9 @@ impl Recorder {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records a request (the server calls this).
-    pub fn record(&self, endpoint: &str, req: &FakeRequest, at: SystemTime) {
+    /// Records a request (the server calls this); returns its index, for
+    /// [`Recorder::record_fault`].
+    pub fn record(&self, endpoint: &str, req: &FakeRequest, at: SystemTime) -> usize {
         let mut log = self.lock();
         *log.counts.entry(endpoint.to_owned()).or_default() += 1;
         log.requests.push(RecordedRequest {
@@ -147,7 +151,17 @@ impl Recorder {
             headers: req.headers().clone(),
             body: req.body().clone(),
             at,
+            fault: None,
         });
+        log.requests.len() - 1
+    }
+
+    /// Notes what the server did instead of answering request `index` normally (the
+    /// server calls this): [`RecordedRequest::fault`].
+    pub fn record_fault(&self, index: usize, fault: impl std::fmt::Debug) {
+        if let Some(request) = self.lock().requests.get_mut(index) {
+            request.fault = Some(format!("{fault:?}"));
+        }
     }
 
     /// Records a refresh token presented to a refresh or logout endpoint (handlers call

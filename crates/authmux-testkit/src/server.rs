@@ -594,9 +594,11 @@ impl Shared {
         if let Some((_, params)) = &routed {
             request.params.clone_from(params);
         }
-        self.recorder.record(&endpoint_name, &request, self.now());
+        let index = self.recorder.record(&endpoint_name, &request, self.now());
 
         if let Some((left, limit)) = self.over_limit(peer.ip()) {
+            self.recorder
+                .record_fault(index, format_args!("the server's rate limit"));
             let resp = self
                 .handler
                 .rate_limited(left, limit, &Context { shared: &self });
@@ -604,6 +606,9 @@ impl Shared {
         }
 
         let fault = self.faults.next_for(&endpoint_name);
+        if let Some(fault) = &fault {
+            self.recorder.record_fault(index, fault);
+        }
         let answer = |shared: &Self| {
             let response = match &routed {
                 Some((pattern, _)) => shared
