@@ -302,6 +302,32 @@ async fn a_second_401_is_returned_as_is() {
 }
 
 #[tokio::test]
+async fn a_401_whose_refresh_fails_is_a_retryable_error_and_no_replay() {
+    let w = linxio();
+    login(&w.manager).await;
+    w.fake
+        .faults()
+        .push(endpoints::VEHICLES, Fault::Status(401));
+    // A 500 without Retry-After: the refresh is not retried (the server may have
+    // processed it), and fails.
+    w.fake.faults().push(endpoints::REFRESH, Fault::Status(500));
+    let error = strict(&w.manager)
+        .oneshot(get(w.fake.url("/api/vehicles")))
+        .await
+        .unwrap_err();
+    let Error::Auth(auth) = &error else {
+        panic!("expected an auth error, got {error:?}");
+    };
+    assert!(auth.is_retryable(), "{auth:?}");
+    // Not replayed with the token the server had just refused.
+    assert_eq!(w.fake.recorder().count(endpoints::VEHICLES), 1);
+    assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
+    // The session lives on; the next request goes through.
+    let response = send(&strict(&w.manager), get(w.fake.url("/api/vehicles"))).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn a_foreign_origin_never_sees_credentials_and_its_401_is_not_refreshed() {
     let w = linxio();
     login(&w.manager).await;
