@@ -11,7 +11,6 @@ use authmux_core::{
     Session, TransportErrorKind,
 };
 use authmux_linxio::{LinxioConfig, LinxioProvider, LinxioUserExt, extras};
-use authmux_testkit::jwt::decode_unverified;
 use authmux_testkit::linxio::{
     ExpiryStyle, FakeLinxio, LinxioBuilder, LogoutStyle, OtpFlag, RefreshTokenPolicy, endpoints,
 };
@@ -60,12 +59,6 @@ async fn login(w: &World, credentials: &Credentials) -> Session {
 
 fn at(secs: u64) -> Option<std::time::SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Kills one access token on the server (as a server-side session invalidation would).
-fn revoke_access(fake: &FakeLinxio, session: &Session) {
-    let claims = decode_unverified(session.tokens.access.expose_secret()).unwrap();
-    fake.families().revoke_access(&claims.jti);
 }
 
 #[tokio::test]
@@ -327,7 +320,8 @@ async fn credential_and_permission_errors() {
         );
     }
     let session = login(&w, &alice()).await;
-    revoke_access(&w.fake, &session);
+    w.fake
+        .revoke_access_token(session.tokens.access.expose_secret());
     let result = w.provider.current_user(&session).await;
     assert!(
         matches!(&result, Err(AuthError::Unauthorized { message: Some(m) }) if m == "Token revoked"),

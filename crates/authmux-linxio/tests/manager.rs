@@ -15,7 +15,6 @@ use authmux_core::{
     TokenSet, Transport, TransportErrorKind,
 };
 use authmux_linxio::{LinxioConfig, LinxioProvider};
-use authmux_testkit::jwt::decode_unverified;
 use authmux_testkit::linxio::{FakeLinxio, endpoints};
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD, OTP_CODE, OTP_EMAIL};
 use authmux_testkit::{Clock, Fault};
@@ -79,12 +78,6 @@ async fn login_alice(manager: &SessionManager) -> Session {
     }
 }
 
-/// Kills one access token on the server, leaving its refresh token alive.
-fn revoke_access(fake: &FakeLinxio, token: &AccessToken) {
-    let claims = decode_unverified(token.expose_secret()).unwrap();
-    fake.families().revoke_access(&claims.jti);
-}
-
 /// How many recorded requests to `endpoint` carried `token` as their bearer.
 fn sent_with(fake: &FakeLinxio, endpoint: &str, token: &AccessToken) -> usize {
     fake.recorder()
@@ -135,7 +128,7 @@ async fn the_life_of_a_session() {
 
     // The server invalidates the token: the next request gets 401, the manager
     // refreshes and replays it once.
-    revoke_access(&w.fake, &second);
+    w.fake.revoke_access_token(second.expose_secret());
     let response = w.manager.send(get("/api/vehicles")).await.unwrap();
     assert_eq!(response.status(), 200);
     let third = w.manager.access_token().await.unwrap();
@@ -191,7 +184,7 @@ async fn concurrent_401s_cause_exactly_one_refresh() {
     let w = world();
     login_alice(&w.manager).await;
     let old = w.manager.access_token().await.unwrap();
-    revoke_access(&w.fake, &old);
+    w.fake.revoke_access_token(old.expose_secret());
     // Hold the refresh answer for a while, so that many 401s arrive while it is in
     // flight (the assertions below hold for any interleaving; the delay only makes the
     // interesting one the likely one).
@@ -242,7 +235,8 @@ async fn hydration_from_token_and_refresh_token() {
     assert_eq!(user.email.as_deref(), Some(ALICE_EMAIL));
 
     // A 401 is recovered with the hydrated refresh token.
-    revoke_access(&w.fake, &session.tokens.access);
+    w.fake
+        .revoke_access_token(session.tokens.access.expose_secret());
     assert_eq!(
         w.manager.send(get("/api/vehicles")).await.unwrap().status(),
         200
@@ -251,7 +245,7 @@ async fn hydration_from_token_and_refresh_token() {
 
     // current_user through the manager also refreshes on 401 and calls again.
     let current = w.manager.access_token().await.unwrap();
-    revoke_access(&w.fake, &current);
+    w.fake.revoke_access_token(current.expose_secret());
     assert!(w.manager.current_user().await.is_ok());
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 2);
 }
@@ -274,7 +268,8 @@ async fn hydration_without_refresh_token_ends_at_the_first_401() {
         w.manager.send(get("/api/vehicles")).await.unwrap().status(),
         200
     );
-    revoke_access(&w.fake, &session.tokens.access);
+    w.fake
+        .revoke_access_token(session.tokens.access.expose_secret());
     let result = w.manager.send(get("/api/vehicles")).await;
     assert!(
         matches!(result, Err(AuthError::SessionExpired)),

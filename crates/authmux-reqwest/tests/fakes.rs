@@ -13,7 +13,6 @@ use authmux_linkutm::{LinkUtmConfig, LinkUtmProvider};
 use authmux_linxio::{LinxioConfig, LinxioProvider};
 use authmux_reqwest::AuthMiddleware;
 use authmux_testkit::directus::{FakeDirectus, endpoints as directus_endpoints};
-use authmux_testkit::jwt::decode_unverified;
 use authmux_testkit::linkutm::{FakeLinkUtm, endpoints as linkutm_endpoints};
 use authmux_testkit::linxio::{FakeLinxio, endpoints};
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
@@ -88,20 +87,6 @@ impl Middleware for Probe {
     }
 }
 
-fn bearers(fake: &FakeLinxio, endpoint: &str) -> Vec<Option<String>> {
-    fake.recorder()
-        .requests_to(endpoint)
-        .iter()
-        .map(|r| r.bearer().map(str::to_owned))
-        .collect()
-}
-
-/// Kills one access token on the server, leaving its refresh token alive.
-fn revoke_access(fake: &FakeLinxio, token: &str) {
-    let claims = decode_unverified(token).unwrap();
-    fake.families().revoke_access(&claims.jti);
-}
-
 #[tokio::test]
 async fn the_hot_path_authorizes_with_the_current_token_and_marks_it_sensitive() {
     let w = linxio();
@@ -120,7 +105,10 @@ async fn the_hot_path_authorizes_with_the_current_token_and_marks_it_sensitive()
         assert_eq!(response.status(), 200);
     }
     let token = session.tokens.access.expose_secret().to_owned();
-    assert_eq!(bearers(&w.fake, endpoints::VEHICLES), vec![Some(token); 20]);
+    assert_eq!(
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
+        vec![Some(token); 20]
+    );
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 0);
     assert_eq!(*probe.0.lock().unwrap(), vec![Some(true); 20]);
 }
@@ -147,7 +135,7 @@ async fn after_expiry_50_concurrent_requests_cause_exactly_one_refresh() {
     assert_ne!(now, first.tokens.access);
     // Every request went out once, with the refreshed token: none with the expired one.
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![Some(now.expose_secret().to_owned()); 50]
     );
 }
@@ -156,7 +144,8 @@ async fn after_expiry_50_concurrent_requests_cause_exactly_one_refresh() {
 async fn concurrent_401s_share_one_refresh_and_each_request_is_replayed_once() {
     let w = linxio();
     let first = login(&w.manager).await;
-    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    w.fake
+        .revoke_access_token(first.tokens.access.expose_secret());
     let client = client(&w.manager);
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -169,7 +158,7 @@ async fn concurrent_401s_share_one_refresh_and_each_request_is_replayed_once() {
         assert_eq!(task.await.unwrap(), 200);
     }
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
-    let sent = bearers(&w.fake, endpoints::VEHICLES);
+    let sent = w.fake.recorder().bearers_to(endpoints::VEHICLES);
     let old = Some(first.tokens.access.expose_secret().to_owned());
     let new = Some(
         w.manager
@@ -196,7 +185,8 @@ async fn concurrent_401s_share_one_refresh_and_each_request_is_replayed_once() {
 async fn a_401_refreshes_and_replays_the_request_with_its_body() {
     let w = linxio();
     let first = login(&w.manager).await;
-    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    w.fake
+        .revoke_access_token(first.tokens.access.expose_secret());
     let client = client(&w.manager);
     let body = r#"{"name": "Truck 3"}"#;
     let response = client
@@ -222,7 +212,8 @@ async fn a_401_refreshes_and_replays_the_request_with_its_body() {
 async fn a_streaming_body_gets_the_401_back_with_the_session_already_refreshed() {
     let w = linxio();
     let first = login(&w.manager).await;
-    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    w.fake
+        .revoke_access_token(first.tokens.access.expose_secret());
     let client = client(&w.manager);
     // `Body::wrap` makes a streaming body: reqwest cannot clone it.
     let streaming = reqwest::Body::wrap(http_body_util::Full::new(Bytes::from_static(
@@ -248,7 +239,7 @@ async fn a_streaming_body_gets_the_401_back_with_the_session_already_refreshed()
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![Some(refreshed.expose_secret().to_owned())]
     );
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
@@ -361,7 +352,7 @@ async fn a_request_with_its_own_authorization_is_left_alone() {
         "the fake refuses the caller's token"
     );
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![Some("my-own-token".to_owned())]
     );
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 0);
@@ -517,7 +508,7 @@ async fn with_reqwest_retry_a_503_is_retried_and_a_401_refreshed_once() {
     let old = Some(first.tokens.access.expose_secret().to_owned());
     let new = Some(refreshed.expose_secret().to_owned());
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![old.clone(), old, new]
     );
 

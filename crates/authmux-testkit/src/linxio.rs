@@ -389,6 +389,14 @@ impl FakeLinxio {
         &self.state.families
     }
 
+    /// Kills one access token on the server (as a server-side invalidation would),
+    /// leaving its refresh token alive: the next request with it gets 401. Panics if
+    /// `token` is not one of this fake's JWTs.
+    pub fn revoke_access_token(&self, token: &str) {
+        let claims = crate::jwt::decode_unverified(token).expect("an access token of this fake");
+        self.state.families.revoke_access(&claims.jti);
+    }
+
     /// The signing keys (to forge or inspect tokens).
     pub fn jwt_keys(&self) -> &JwtKeys {
         &self.state.keys

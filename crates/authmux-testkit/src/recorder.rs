@@ -239,6 +239,17 @@ impl Recorder {
             .collect()
     }
 
+    /// The bearer token of each request to `endpoint`, in order (`None` where it had
+    /// none).
+    pub fn bearers_to(&self, endpoint: &str) -> Vec<Option<String>> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .map(|r| r.bearer().map(str::to_owned))
+            .collect()
+    }
+
     /// The last request to one endpoint.
     pub fn last(&self, endpoint: &str) -> Option<RecordedRequest> {
         self.lock()

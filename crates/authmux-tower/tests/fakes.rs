@@ -14,7 +14,6 @@ use authmux_directus::{DirectusConfig, DirectusMode, DirectusProvider};
 use authmux_linkutm::{LinkUtmConfig, LinkUtmProvider};
 use authmux_linxio::{LinxioConfig, LinxioProvider};
 use authmux_testkit::directus::{FakeDirectus, endpoints as directus_endpoints};
-use authmux_testkit::jwt::decode_unverified;
 use authmux_testkit::linkutm::{FakeLinkUtm, endpoints as linkutm_endpoints};
 use authmux_testkit::linxio::{FakeLinxio, endpoints};
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
@@ -155,19 +154,6 @@ async fn login(manager: &SessionManager) -> Session {
     }
 }
 
-fn bearers(fake: &FakeLinxio, endpoint: &str) -> Vec<Option<String>> {
-    fake.recorder()
-        .requests_to(endpoint)
-        .iter()
-        .map(|r| r.bearer().map(str::to_owned))
-        .collect()
-}
-
-fn revoke_access(fake: &FakeLinxio, token: &str) {
-    let claims = decode_unverified(token).unwrap();
-    fake.families().revoke_access(&claims.jti);
-}
-
 /// Records whether the `Authorization` header each request carries is marked
 /// sensitive, then forwards it.
 #[derive(Clone)]
@@ -209,7 +195,10 @@ async fn the_hot_path_authorizes_with_the_current_token_and_marks_it_sensitive()
         assert_eq!(response.status(), 200);
     }
     let token = session.tokens.access.expose_secret().to_owned();
-    assert_eq!(bearers(&w.fake, endpoints::VEHICLES), vec![Some(token); 20]);
+    assert_eq!(
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
+        vec![Some(token); 20]
+    );
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 0);
     assert_eq!(*seen.lock().unwrap(), vec![Some(true); 20]);
 }
@@ -224,7 +213,7 @@ async fn after_expiry_50_concurrent_requests_cause_exactly_one_refresh() {
     let now = w.manager.session().unwrap().tokens.access;
     assert_ne!(now, first.tokens.access);
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![Some(now.expose_secret().to_owned()); 50]
     );
 }
@@ -233,7 +222,8 @@ async fn after_expiry_50_concurrent_requests_cause_exactly_one_refresh() {
 async fn a_401_refreshes_and_replays_through_a_ready_service() {
     let w = linxio();
     let first = login(&w.manager).await;
-    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    w.fake
+        .revoke_access_token(first.tokens.access.expose_secret());
     let calls = Arc::new(Mutex::new(0));
     let service = AuthLayer::new(w.manager.clone()).layer(Strict {
         inner: hyper::<Full<Bytes>>(),
@@ -263,7 +253,8 @@ async fn a_401_refreshes_and_replays_through_a_ready_service() {
 async fn a_body_that_cannot_be_replayed_gets_the_401_back_with_the_session_refreshed() {
     let w = linxio();
     let first = login(&w.manager).await;
-    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    w.fake
+        .revoke_access_token(first.tokens.access.expose_secret());
     let service = AuthLayer::new(w.manager.clone()).layer(hyper::<NoReplay<Full<Bytes>>>());
     let request = Request::post(w.fake.url("/api/vehicles"))
         .header("content-type", "application/json")
@@ -282,7 +273,7 @@ async fn a_body_that_cannot_be_replayed_gets_the_401_back_with_the_session_refre
         .unwrap();
     assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![Some(refreshed.expose_secret().to_owned())]
     );
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
@@ -380,7 +371,7 @@ async fn a_request_with_its_own_authorization_is_left_alone() {
         "the fake refuses the caller's token"
     );
     assert_eq!(
-        bearers(&w.fake, endpoints::VEHICLES),
+        w.fake.recorder().bearers_to(endpoints::VEHICLES),
         vec![Some("my-own-token".to_owned())]
     );
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 0);
@@ -561,14 +552,15 @@ async fn the_hot_path_does_not_clone_the_inner_service_per_request() {
 async fn concurrent_401s_replay_through_the_shared_clone_made_ready_each_time() {
     let w = linxio();
     let first = login(&w.manager).await;
-    revoke_access(&w.fake, first.tokens.access.expose_secret());
+    w.fake
+        .revoke_access_token(first.tokens.access.expose_secret());
     get_concurrently(&strict(&w.manager), 20, &w.fake.url("/api/vehicles")).await;
     assert_eq!(w.fake.recorder().count(endpoints::REFRESH), 1);
     let now = w.manager.session().unwrap().tokens.access;
     // Each request went out once with the new token: a replay, or (started after the
     // refresh) a first send. Only a 401 starts a refresh, so some went out with the
     // old one; each of those was replayed once.
-    let sent = bearers(&w.fake, endpoints::VEHICLES);
+    let sent = w.fake.recorder().bearers_to(endpoints::VEHICLES);
     let old = Some(first.tokens.access.expose_secret().to_owned());
     let new = Some(now.expose_secret().to_owned());
     let with_old = sent.iter().filter(|b| **b == old).count();
