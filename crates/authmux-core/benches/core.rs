@@ -23,7 +23,9 @@
 //! only that side, `AUTHMUX_BENCH_PROFILE_ROUNDS` rounds (default 20), for `perf` or
 //! `valgrind --tool=callgrind`; `AUTHMUX_BENCH_PORT` points it at a server already
 //! running (`AUTHMUX_BENCH_SERVER=1` runs this binary as one), so that a profile holds
-//! the client alone.
+//! the client alone. `AUTHMUX_BENCH_HYPER_TRANSPORT=1` gives the manager a bare
+//! hyper-util transport instead of the default reqwest one (an experiment: plain HTTP,
+//! no proxy, no TLS), to see what `send` costs without reqwest.
 
 #![allow(
     missing_docs,
@@ -502,9 +504,19 @@ fn send_vs_reqwest() -> SendFigures {
         .build()
         .unwrap();
     let result = runtime.block_on(async {
+        let transport: Arc<dyn Transport> = if std::env::var_os("AUTHMUX_BENCH_HYPER_TRANSPORT")
+            .is_some()
+        {
+            Arc::new(HyperTransport(
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http(),
+            ))
+        } else {
+            Arc::new(authmux_core::ReqwestTransport::new().unwrap())
+        };
         let provider = Arc::new(HttpProvider {
             url: Url::parse(&base).unwrap(),
-            transport: Arc::new(authmux_core::ReqwestTransport::new().unwrap()),
+            transport,
         });
         let manager = SessionManager::new(provider);
         manager.hydrate(tokens(3_600)).await.unwrap();
@@ -582,6 +594,36 @@ fn send_vs_reqwest() -> SendFigures {
     let _ = server.kill();
     let _ = server.wait();
     result.unwrap_or_else(|| std::process::exit(0))
+}
+
+/// A transport straight on a hyper-util client (plain HTTP, no proxy, no TLS): what
+/// `send` would cost without reqwest (`AUTHMUX_BENCH_HYPER_TRANSPORT=1`, an experiment).
+#[derive(Debug)]
+struct HyperTransport(
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+);
+
+#[async_trait]
+impl Transport for HyperTransport {
+    async fn send(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, AuthError> {
+        use http_body_util::BodyExt;
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
+        let io = |e: &dyn std::fmt::Display| AuthError::Transport {
+            kind: authmux_core::error::TransportErrorKind::Io,
+            source: Some(Arc::new(std::io::Error::other(e.to_string()))),
+        };
+        let response = self.0.request(request).await.map_err(|e| io(&e))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| io(&e))?.to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    }
 }
 
 /// One round of the `send` comparison: (CPU us/request, requests/s) of authmux, of
