@@ -660,10 +660,6 @@ impl SessionManager {
     /// The hot path (a token that is not yet in its refresh window) takes no lock and
     /// awaits nothing.
     pub async fn access_token(&self) -> Result<AccessToken, AuthError> {
-        if let Some(session) = self.cached_session() {
-            self.flush_if_dirty();
-            return Ok(session.tokens.access.clone());
-        }
         Ok(self.usable_session().await?.tokens.access.clone())
     }
 

@@ -16,6 +16,7 @@ use authmux_core::{
 };
 use authmux_directus::{DirectusConfig, DirectusMode, DirectusProvider};
 use authmux_testkit::directus::{DEFAULT_PASSWORD, FakeDirectus, endpoints};
+use authmux_testkit::skew;
 use authmux_testkit::users::ALICE_EMAIL;
 use authmux_testkit::{FakeResponse, Fault};
 use http::StatusCode;
@@ -27,9 +28,6 @@ const LIFETIME: Duration = Duration::from_secs(20);
 const LOCAL_LIFETIME: Duration = Duration::from_secs(19);
 /// The manager refreshes 2 s before expiry (no jitter), so each token serves 17 s.
 const LEAD: Duration = Duration::from_secs(2);
-/// Server clock offsets: 10 minutes behind, on time and ahead, each also with 900 ms
-/// more (so its whole seconds lag its true time by 0.9 s).
-const OFFSETS: [i64; 6] = authmux_testkit::server::SKEWED_OFFSETS_MILLIS;
 
 struct World {
     clock: ManualClock,
@@ -75,7 +73,7 @@ async fn a_20_s_token_is_refreshed_once_per_lifetime_whatever_the_skew() {
     // 85 s.
     let expected = usize::try_from(SECONDS / (LOCAL_LIFETIME - LEAD).as_secs()).unwrap();
     for mode in [DirectusMode::Json, DirectusMode::Session] {
-        for offset in OFFSETS {
+        for offset in skew::OFFSETS_MILLIS {
             let w = world(mode, offset);
             w.manager
                 .login(&Credentials::new(ALICE_EMAIL, DEFAULT_PASSWORD))
@@ -86,17 +84,8 @@ async fn a_20_s_token_is_refreshed_once_per_lifetime_whatever_the_skew() {
                 session.tokens.expires_at,
                 Some(w.clock.now() + LOCAL_LIFETIME)
             );
-            for half in 1..=SECONDS * 2 {
-                let second = half as f64 / 2.0;
-                w.clock.advance(Duration::from_millis(500));
-                let session = w.manager.usable_session().await.unwrap();
-                // Let a refresh started in the background land before the checks.
-                w.manager.idle().await;
-                assert!(!session.tokens.is_expired_at(w.clock.now()));
-                w.provider.current_user(&session).await.unwrap_or_else(|e| {
-                    panic!("{mode:?}, {offset} ms, +{second} s: the server refused: {e}")
-                });
-            }
+            let label = format!("{mode:?}, server clock {offset} ms off");
+            skew::every_half_second(&w.manager, &w.clock, &*w.provider, SECONDS * 2, &label).await;
             assert_eq!(
                 w.fake.recorder().count(endpoints::REFRESH),
                 expected,
@@ -108,7 +97,7 @@ async fn a_20_s_token_is_refreshed_once_per_lifetime_whatever_the_skew() {
 
 #[tokio::test]
 async fn without_expires_the_jwt_lifetime_counts_from_receipt() {
-    for offset in OFFSETS {
+    for offset in skew::OFFSETS_MILLIS {
         let w = world(DirectusMode::Json, offset);
         // A login answer with no `expires`: only the JWT (issued on the server's clock)
         // tells the expiry.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use authmux_core::{AuthError, AuthProvider, Clock, Credentials, SessionManager};
 use authmux_testkit::linkutm::endpoints;
+use authmux_testkit::skew;
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
 use common::{Rig, rig_with};
 use url::Url;
@@ -18,9 +19,6 @@ const LIFETIME: Duration = Duration::from_secs(20);
 /// The lifetime on the local clock: a second off, as the JWT's whole-second `iat` may
 /// lag the server's clock by up to a second (`authmux_core::token`).
 const LOCAL_LIFETIME: Duration = Duration::from_secs(19);
-/// Server clock offsets: 10 minutes behind, on time and ahead, each also with 900 ms
-/// more (so its whole seconds lag its true time by 0.9 s).
-const OFFSETS: [i64; 6] = authmux_testkit::server::SKEWED_OFFSETS_MILLIS;
 const FRONT_END: &str = "http://localhost:3000";
 
 fn skewed_rig(offset_millis: i64) -> Rig {
@@ -49,19 +47,13 @@ async fn serves_its_lifetime_and_never_after(rig: &Rig, manager: &SessionManager
     );
     let requests = rig.fake.recorder().total();
     let asks = LOCAL_LIFETIME.as_secs() * 2 - 1;
-    for half in 1..=asks {
-        let second = half as f64 / 2.0;
-        rig.clock.advance(Duration::from_millis(500));
-        let session = manager
-            .usable_session()
-            .await
-            .unwrap_or_else(|e| panic!("at +{second} s: {e}"));
-        assert_eq!(session.tokens.access, first.tokens.access);
-        rig.provider
-            .current_user(&session)
-            .await
-            .unwrap_or_else(|e| panic!("at +{second} s the server refused the token: {e}"));
-    }
+    let label = format!("server clock {} ms off", rig.fake.clock_offset_millis());
+    let handed_out =
+        skew::every_half_second(manager, &rig.clock, &*rig.provider, asks, &label).await;
+    assert!(
+        handed_out.iter().all(|t| *t == first.tokens.access),
+        "{label}: another token without a sign-in"
+    );
     assert_eq!(
         rig.fake.recorder().total() - requests,
         usize::try_from(asks).unwrap(),
@@ -79,7 +71,7 @@ async fn serves_its_lifetime_and_never_after(rig: &Rig, manager: &SessionManager
 
 #[tokio::test]
 async fn a_password_sign_in_serves_its_lifetime_whatever_the_skew() {
-    for offset in OFFSETS {
+    for offset in skew::OFFSETS_MILLIS {
         let rig = skewed_rig(offset);
         let manager = manager(&rig);
         manager
@@ -93,7 +85,7 @@ async fn a_password_sign_in_serves_its_lifetime_whatever_the_skew() {
 
 #[tokio::test]
 async fn a_google_sign_in_serves_its_lifetime_whatever_the_skew() {
-    for offset in OFFSETS {
+    for offset in skew::OFFSETS_MILLIS {
         let rig = skewed_rig(offset);
         let callback = rig
             .fake

@@ -17,6 +17,7 @@ use authmux_core::{
 };
 use authmux_linxio::{LinxioConfig, LinxioProvider};
 use authmux_testkit::linxio::{ExpiryStyle, FakeLinxio, endpoints};
+use authmux_testkit::skew;
 use authmux_testkit::users::{ALICE_EMAIL, DEFAULT_PASSWORD};
 
 const T0: u64 = 1_800_000_000;
@@ -27,9 +28,6 @@ const LOCAL_LIFETIME: Duration = Duration::from_secs(19);
 /// The manager refreshes 2 s before expiry (no jitter), so each token serves 17 s.
 const LEAD: Duration = Duration::from_secs(2);
 const TEN_MINUTES: i64 = 600_000;
-/// Server clock offsets: 10 minutes behind, on time and ahead, each also with 900 ms
-/// more (so its whole seconds lag its true time by 0.9 s).
-const OFFSETS: [i64; 6] = authmux_testkit::server::SKEWED_OFFSETS_MILLIS;
 
 struct World {
     clock: ManualClock,
@@ -85,19 +83,8 @@ async fn run(w: &World, seconds: u64) -> usize {
         session.tokens.expires_at,
         Some(w.clock.now() + LOCAL_LIFETIME)
     );
-    for half in 1..=seconds * 2 {
-        let second = half as f64 / 2.0;
-        w.clock.advance(Duration::from_millis(500));
-        let session = w.manager.usable_session().await.unwrap();
-        // Let a refresh started in the background land before the checks.
-        w.manager.idle().await;
-        assert!(!session.tokens.is_expired_at(w.clock.now()));
-        // The server (on its own clock) accepts the token handed out.
-        w.provider
-            .current_user(&session)
-            .await
-            .unwrap_or_else(|e| panic!("at +{second} s the server refused the token: {e}"));
-    }
+    let label = format!("server clock {} ms off", w.fake.clock_offset_millis());
+    skew::every_half_second(&w.manager, &w.clock, &*w.provider, seconds * 2, &label).await;
     w.fake.recorder().count(endpoints::REFRESH)
 }
 
@@ -106,7 +93,7 @@ async fn refreshes_once_per_lifetime(style: ExpiryStyle) {
     // Each token serves LOCAL_LIFETIME - LEAD = 17 s: refreshes at 17, 34, 51, 68 and
     // 85 s.
     let expected = usize::try_from(SECONDS / (LOCAL_LIFETIME - LEAD).as_secs()).unwrap();
-    for offset in OFFSETS {
+    for offset in skew::OFFSETS_MILLIS {
         let w = world(style, offset, LEAD);
         let refreshes = run(&w, SECONDS).await;
         assert_eq!(
@@ -133,7 +120,7 @@ async fn jwt_exp_is_mapped_with_its_iat() {
 async fn with_no_window_a_token_is_used_up_to_its_server_expiry_and_not_past_it() {
     const SECONDS: u64 = 60;
     for style in [ExpiryStyle::ExpireAtAndExp, ExpiryStyle::ExpOnly] {
-        for offset in OFFSETS {
+        for offset in skew::OFFSETS_MILLIS {
             let w = world(style, offset, Duration::ZERO);
             let refreshes = run(&w, SECONDS).await;
             // Each token serves its whole local lifetime: refreshes at 19 s, 38 s, 57 s.

@@ -59,6 +59,14 @@ async fn login(manager: &SessionManager) -> Session {
     }
 }
 
+/// The manager's error that `AuthMiddleware` failed a request with.
+fn auth_error_of(error: &reqwest_middleware::Error) -> &AuthError {
+    let reqwest_middleware::Error::Middleware(inner) = error else {
+        panic!("expected a middleware error, got {error:?}");
+    };
+    inner.downcast_ref::<AuthError>().expect("an AuthError")
+}
+
 fn client(manager: &SessionManager) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(AuthMiddleware::new(manager.clone()))
@@ -277,10 +285,7 @@ async fn a_401_whose_refresh_fails_is_a_retryable_error_and_no_replay() {
         .send()
         .await
         .unwrap_err();
-    let reqwest_middleware::Error::Middleware(inner) = error else {
-        panic!("expected a middleware error, got {error:?}");
-    };
-    let auth = inner.downcast_ref::<AuthError>().expect("an AuthError");
+    let auth = auth_error_of(&error);
     assert!(auth.is_retryable(), "{auth:?}");
     // Not replayed with the token the server had just refused.
     assert_eq!(w.fake.recorder().count(endpoints::VEHICLES), 1);
@@ -366,13 +371,7 @@ async fn not_signed_in_is_an_auth_error_and_nothing_is_sent() {
         .send()
         .await
         .unwrap_err();
-    let reqwest_middleware::Error::Middleware(inner) = error else {
-        panic!("expected a middleware error, got {error:?}");
-    };
-    assert!(matches!(
-        inner.downcast_ref::<AuthError>(),
-        Some(AuthError::NotSignedIn)
-    ));
+    assert!(matches!(auth_error_of(&error), AuthError::NotSignedIn));
     assert_eq!(w.fake.recorder().total(), 0);
 }
 

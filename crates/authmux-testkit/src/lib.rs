@@ -18,6 +18,7 @@ pub mod redis;
 pub mod scripted;
 pub mod secret_log;
 pub mod server;
+pub mod skew;
 pub mod store_conformance;
 pub mod stream;
 pub mod users;

@@ -59,15 +59,6 @@ use url::Url;
 use crate::faults::{Fault, Faults};
 use crate::recorder::Recorder;
 
-/// The server clock offsets (milliseconds, for [`ServerHandle::set_clock_offset_millis`])
-/// a clock-skew test runs through: 10 minutes behind, on time and 10 minutes ahead, each
-/// also with 900 ms more. With the fraction the server's whole-second times (a `Date`
-/// header, a JWT's `iat`) lag its true time by 0.9 s, and a JWT dies up to a second
-/// before its stated lifetime is over: the case an expiry rule that reads whole seconds
-/// as exact gets wrong (`authmux_core::token`).
-pub const SKEWED_OFFSETS_MILLIS: [i64; 6] =
-    [-600_000, -600_000 + 900, 0, 900, 600_000, 600_000 + 900];
-
 /// The token-shaped text inside the body of [`Fault::MalformedJson`]: a client that
 /// echoes a response body into an error (a `Protocol` message, a log line) shows it,
 /// and the conformance suite fails any error that contains it.
@@ -897,7 +888,7 @@ impl ServerHandle {
 
     /// Sets the server clock offset in milliseconds (positive: the server is ahead of
     /// the injected clock). Applies to token timestamps and expiry checks. The skew
-    /// tests use [`SKEWED_OFFSETS_MILLIS`].
+    /// tests use [`crate::skew::OFFSETS_MILLIS`].
     pub fn set_clock_offset_millis(&self, millis: i64) {
         self.shared.offset_millis.store(millis, Ordering::SeqCst);
     }
