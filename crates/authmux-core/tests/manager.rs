@@ -766,3 +766,32 @@ async fn a_thread_keeps_one_copy_per_manager_however_often_it_refills() {
     let current = Arc::downgrade(&a.try_usable_session().unwrap());
     assert!(current.upgrade().is_some());
 }
+
+/// A request cancelled while the refresh for its 401 runs: the refresh completes (its
+/// rotated answer is kept), and the next request goes out with the new token, with no
+/// second refresh and no spent refresh token sent again.
+#[tokio::test]
+async fn a_send_cancelled_while_its_401_refreshes_leaves_the_new_session() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let mut provider = Scripted::new(clock.clone());
+    provider.refresh_delay = Duration::from_millis(50);
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .clock(clock.clone())
+        .build();
+    login(&manager).await;
+    let refused = manager.access_token().await.unwrap();
+    provider.revoke_access(refused.expose_secret());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), manager.send(get("/x")))
+            .await
+            .is_err(),
+        "the send was not cancelled mid-refresh"
+    );
+    manager.idle().await;
+    let response = manager.send(get("/x")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_ne!(manager.access_token().await.unwrap(), refused);
+    let record = provider.record();
+    assert_eq!(record.refresh_calls, 1);
+    assert_eq!(record.spent_presented, 0);
+}
