@@ -10,10 +10,12 @@
 //!   against a provider whose refresh takes 5 ms (refresh calls and wall time);
 //! - the refresh window: 16 callers inside the proactive window of a still-valid token,
 //!   with a refresh that takes 200 ms (the worst caller's wait, and refresh calls);
-//! - `SessionManager::send` against plain reqwest with a static bearer header, 8
-//!   concurrent callers, against a small hyper server in another process (this bench
-//!   binary, re-run as a server): client CPU per request and throughput, interleaved
-//!   rounds, medians;
+//! - `SessionManager::send` (over the default transport, `HyperTransport`) against
+//!   plain reqwest with a static bearer header, and against plain hyper-util (the
+//!   client the default transport is built on) with the same header, 8 concurrent
+//!   callers, against a small hyper server in another process (this bench binary,
+//!   re-run as a server): client CPU per request and throughput, interleaved rounds,
+//!   medians;
 //! - memory per idle, hydrated manager (10,000 of them; resident set growth).
 //!
 //! Writes `target/bench/core.json` and its section of `docs/benchmarks.md`.
@@ -23,9 +25,8 @@
 //! only that side, `AUTHMUX_BENCH_PROFILE_ROUNDS` rounds (default 20), for `perf` or
 //! `valgrind --tool=callgrind`; `AUTHMUX_BENCH_PORT` points it at a server already
 //! running (`AUTHMUX_BENCH_SERVER=1` runs this binary as one), so that a profile holds
-//! the client alone. `AUTHMUX_BENCH_HYPER_TRANSPORT=1` gives the manager a bare
-//! hyper-util transport instead of the default reqwest one (an experiment: plain HTTP,
-//! no proxy, no TLS), to see what `send` costs without reqwest.
+//! the client alone. `AUTHMUX_BENCH_REQWEST_TRANSPORT=1` gives the manager the
+//! `ReqwestTransport` instead of the default one, to see what `send` costs over reqwest.
 
 #![allow(
     missing_docs,
@@ -477,6 +478,11 @@ struct SendFigures {
     tp_ratio: [f64; 3],
     control_cpu: [f64; 3],
     control_tp: [f64; 3],
+    cpu_hyper: f64,
+    tp_hyper: f64,
+    /// `send` against plain hyper-util: what authmux adds to the client it is built on.
+    hyper_cpu_ratio: [f64; 3],
+    hyper_tp_ratio: [f64; 3],
 }
 
 /// `send` vs plain reqwest, against the server in another process, rounds interleaved
@@ -504,16 +510,14 @@ fn send_vs_reqwest() -> SendFigures {
         .build()
         .unwrap();
     let result = runtime.block_on(async {
-        let transport: Arc<dyn Transport> = if std::env::var_os("AUTHMUX_BENCH_HYPER_TRANSPORT")
-            .is_some()
-        {
-            Arc::new(HyperTransport(
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http(),
-            ))
-        } else {
-            Arc::new(authmux_core::ReqwestTransport::new().unwrap())
-        };
+        let transport: Arc<dyn Transport> =
+            if std::env::var_os("AUTHMUX_BENCH_REQWEST_TRANSPORT").is_some() {
+                Arc::new(authmux_core::ReqwestTransport::new().unwrap())
+            } else {
+                authmux_core::ClientOptions::default()
+                    .build_transport()
+                    .unwrap()
+            };
         let provider = Arc::new(HttpProvider {
             url: Url::parse(&base).unwrap(),
             transport,
@@ -557,12 +561,34 @@ fn send_vs_reqwest() -> SendFigures {
                 }
             }
         };
+        let hyper_client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let uri: http::Uri = url.parse().unwrap();
+        let with_hyper = {
+            let (client, bearer, uri) = (hyper_client.clone(), bearer.clone(), uri.clone());
+            move || {
+                let (client, bearer, uri) = (client.clone(), bearer.clone(), uri.clone());
+                async move {
+                    use http_body_util::BodyExt;
+                    let request = http::Request::get(uri)
+                        .header(http::header::AUTHORIZATION, bearer)
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap();
+                    let response = client.request(request).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    std::hint::black_box(response.into_body().collect().await.unwrap());
+                }
+            }
+        };
         if let Ok(which) = std::env::var("AUTHMUX_BENCH_PROFILE") {
             let rounds =
                 std::env::var("AUTHMUX_BENCH_PROFILE_ROUNDS").map_or(20, |n| n.parse().unwrap());
             for _ in 0..rounds {
                 if which == "authmux" {
                     send_round(with_authmux.clone()).await;
+                } else if which == "hyper" {
+                    send_round(with_hyper.clone()).await;
                 } else {
                     send_round(with_reqwest.clone()).await;
                 }
@@ -572,12 +598,14 @@ fn send_vs_reqwest() -> SendFigures {
         // Warm both (connections, allocator), then interleave the measured rounds.
         send_round(with_authmux.clone()).await;
         send_round(with_reqwest.clone()).await;
+        send_round(with_hyper.clone()).await;
         let mut rounds = Vec::new();
         for _ in 0..SEND_ROUNDS {
             let authmux = send_round(with_authmux.clone()).await;
             let reqwest = send_round(with_reqwest.clone()).await;
             let control = send_round(with_reqwest.clone()).await;
-            rounds.push((authmux, reqwest, control));
+            let hyper = send_round(with_hyper.clone()).await;
+            rounds.push((authmux, reqwest, control, hyper));
         }
         let column = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).collect::<Vec<_>>();
         Some(SendFigures {
@@ -589,6 +617,10 @@ fn send_vs_reqwest() -> SendFigures {
             tp_ratio: quartiles(column(&|r| r.0.1 / r.1.1)),
             control_cpu: quartiles(column(&|r| r.2.0 / r.1.0)),
             control_tp: quartiles(column(&|r| r.2.1 / r.1.1)),
+            cpu_hyper: median(column(&|r| r.3.0)),
+            tp_hyper: median(column(&|r| r.3.1)),
+            hyper_cpu_ratio: quartiles(column(&|r| r.0.0 / r.3.0)),
+            hyper_tp_ratio: quartiles(column(&|r| r.0.1 / r.3.1)),
         })
     });
     let _ = server.kill();
@@ -596,39 +628,9 @@ fn send_vs_reqwest() -> SendFigures {
     result.unwrap_or_else(|| std::process::exit(0))
 }
 
-/// A transport straight on a hyper-util client (plain HTTP, no proxy, no TLS): what
-/// `send` would cost without reqwest (`AUTHMUX_BENCH_HYPER_TRANSPORT=1`, an experiment).
-#[derive(Debug)]
-struct HyperTransport(
-    hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
-);
-
-#[async_trait]
-impl Transport for HyperTransport {
-    async fn send(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, AuthError> {
-        use http_body_util::BodyExt;
-        let (parts, body) = request.into_parts();
-        let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
-        let io = |e: &dyn std::fmt::Display| AuthError::Transport {
-            kind: authmux_core::error::TransportErrorKind::Io,
-            source: Some(Arc::new(std::io::Error::other(e.to_string()))),
-        };
-        let response = self.0.request(request).await.map_err(|e| io(&e))?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| io(&e))?.to_bytes();
-        Ok(http::Response::from_parts(parts, body))
-    }
-}
-
 /// One round of the `send` comparison: (CPU us/request, requests/s) of authmux, of
-/// reqwest, and of reqwest again (the control).
-type Round = ((f64, f64), (f64, f64), (f64, f64));
+/// reqwest, of reqwest again (the control), and of plain hyper-util.
+type Round = ((f64, f64), (f64, f64), (f64, f64), (f64, f64));
 
 /// First quartile, median and third quartile.
 fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
@@ -710,8 +712,16 @@ fn main() {
     if std::env::var_os("AUTHMUX_BENCH_SEND_ONLY").is_some() {
         let f = send_vs_reqwest();
         println!(
-            "send {:.1} us, reqwest {:.1} us, cpu {:.3?}x, tp {:.3?}x, control cpu {:.3?} tp {:.3?}",
-            f.cpu_authmux, f.cpu_reqwest, f.cpu_ratio, f.tp_ratio, f.control_cpu, f.control_tp
+            "send {:.1} us, reqwest {:.1} us, hyper {:.1} us; vs reqwest cpu {:.3?}x, tp {:.3?}x; control cpu {:.3?} tp {:.3?}; vs hyper cpu {:.3?}x tp {:.3?}x",
+            f.cpu_authmux,
+            f.cpu_reqwest,
+            f.cpu_hyper,
+            f.cpu_ratio,
+            f.tp_ratio,
+            f.control_cpu,
+            f.control_tp,
+            f.hyper_cpu_ratio,
+            f.hyper_tp_ratio
         );
         return;
     }
@@ -762,6 +772,10 @@ fn main() {
         "send_throughput_ratio_quartiles": send.tp_ratio.map(round2),
         "control_cpu_ratio_quartiles": send.control_cpu.map(round2),
         "control_throughput_ratio_quartiles": send.control_tp.map(round2),
+        "hyper_cpu_us_per_request": round2(send.cpu_hyper),
+        "hyper_requests_per_s": round2(send.tp_hyper),
+        "send_vs_hyper_cpu_ratio_quartiles": send.hyper_cpu_ratio.map(round2),
+        "send_vs_hyper_throughput_ratio_quartiles": send.hyper_tp_ratio.map(round2),
         "managers": MANAGERS,
         "bytes_per_idle_manager": round2(bytes_per_manager),
         "bench_seconds": round2(elapsed),
@@ -790,13 +804,15 @@ fn main() {
          | refresh storm wall time | {storm_ms:.1} ms | under 50 ms ({}) |\n\
          | refresh window: worst wait of {WINDOW_CALLERS} callers, 200 ms refresh | {window_ms:.3} ms | under 1 ms ({}) |\n\
          | refresh window: refresh calls | {window_calls} | exactly 1 ({}) |\n\
-         | `send`, client CPU per request (8 callers, server in another process) | {cpu_authmux:.1} us | |\n\
+         | `send` (default transport), client CPU per request (8 callers, server in another process) | {cpu_authmux:.1} us | |\n\
          | plain reqwest + static bearer header, client CPU per request | {cpu_reqwest:.1} us | |\n\
          | `send` / reqwest client CPU, median per-round ratio [quartiles] | {cpu_ratio:.3}x {} | at most 1.05x ({}) |\n\
          | `send` throughput | {tp_authmux:.0} req/s | |\n\
          | plain reqwest throughput | {tp_reqwest:.0} req/s | |\n\
          | `send` / reqwest throughput, median per-round ratio [quartiles] | {tp_ratio:.3}x {} | at least 0.95x ({}) |\n\
          | control: plain reqwest vs itself (the noise floor), CPU / throughput | {:.3}x {} / {:.3}x {} | |\n\
+         | plain hyper-util + static bearer header (the client `HyperTransport` is built on), CPU per request / throughput | {:.1} us / {:.0} req/s | |\n\
+         | `send` / plain hyper-util: what authmux adds to its own client, CPU / throughput | {:.3}x {} / {:.3}x {} | |\n\
          | memory per idle hydrated manager ({MANAGERS} managers, RSS growth) | {bytes_per_manager:.0} B | at most 4 KiB ({}) |\n\
          | whole benchmark | {elapsed:.0} s | under 2 minutes ({}) |\n",
         verdict(hot_1t <= 2.0 * floor_1t),
@@ -817,6 +833,12 @@ fn main() {
         spread(send.control_cpu),
         send.control_tp[1],
         spread(send.control_tp),
+        send.cpu_hyper,
+        send.tp_hyper,
+        send.hyper_cpu_ratio[1],
+        spread(send.hyper_cpu_ratio),
+        send.hyper_tp_ratio[1],
+        spread(send.hyper_tp_ratio),
         verdict(bytes_per_manager <= 4096.0),
         verdict(elapsed < 120.0),
     );
@@ -835,9 +857,12 @@ fn main() {
          line. The naive mutex with 2 threads is bimodal: contended, tokio parks a thread \
          and a call costs microseconds; uncontended it stays near 150 ns.\n\n\
          The refresh window: callers inside the proactive window of a still-valid token get \
-         it at once while one refresh runs in the background. `send` vs plain reqwest: 8 \
+         it at once while one refresh runs in the background. `send` vs plain reqwest: \
+         `send` goes through the default transport (`HyperTransport`, on hyper-util's \
+         client), plain reqwest sends with a static bearer header, and so does plain \
+         hyper-util (the last rows: what authmux itself adds). 8 \
          concurrent callers, {SEND_PER_CALLER} requests each per round, {SEND_ROUNDS} \
-         interleaved rounds (authmux, reqwest, reqwest again as a control), each ratio taken \
+         interleaved rounds (authmux, reqwest, reqwest again as a control, hyper-util), each ratio taken \
          within a round and its median reported with quartiles, against a hyper server in another process (its CPU is not \
          counted); client CPU is the sum of this process's threads' on-CPU time. Memory: \
          resident set growth over {MANAGERS} hydrated, idle managers, each with its own \

@@ -45,6 +45,8 @@ pub use serde_json;
 pub use session::{Credentials, LoginOutcome, LogoutOutcome, OtpChallenge, Session, UserProfile};
 pub use store::{FileStore, MemoryStore, SessionStore, Versioned};
 pub use token::{Expiry, TokenSet};
+#[cfg(feature = "hyper")]
+pub use transport::HyperTransport;
 #[cfg(feature = "reqwest")]
 pub use transport::ReqwestTransport;
 pub use transport::{ClientOptions, FnTransport, Transport};

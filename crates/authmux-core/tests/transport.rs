@@ -1,10 +1,15 @@
-//! The default reqwest transport against a minimal raw-TCP HTTP server: the timeout,
-//! the response-size cap (with and without `Content-Length`), the `User-Agent`, no
-//! redirects followed, and connection failures, each mapped to the right `AuthError`.
+//! Both built-in transports ([`HyperTransport`], the default, and
+//! [`ReqwestTransport`]) against a minimal raw-TCP HTTP server: the timeout, the
+//! response-size cap (with and without `Content-Length`), the `User-Agent`, no redirects
+//! followed, and connection failures, each mapped to the right `AuthError`. Every test
+//! runs each case through both.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use authmux_core::transport::{ReqwestTransport, Transport, TransportConfig, default_user_agent};
+use authmux_core::transport::{
+    HyperTransport, ReqwestTransport, Transport, TransportConfig, default_user_agent,
+};
 use authmux_core::{AuthError, RefreshRetry, TransportErrorKind};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,84 +97,117 @@ fn get(url: &str) -> http::Request<Bytes> {
     http::Request::get(url).body(Bytes::new()).unwrap()
 }
 
-fn transport(timeout_ms: u64, cap: usize, ua: Option<&str>) -> ReqwestTransport {
-    ReqwestTransport::with_config(TransportConfig {
+/// The built-in transports with these settings, each named.
+fn transports(
+    timeout_ms: u64,
+    cap: usize,
+    ua: Option<&str>,
+) -> [(&'static str, Arc<dyn Transport>); 2] {
+    let config = TransportConfig {
         timeout: Duration::from_millis(timeout_ms),
         max_response_bytes: cap,
         user_agent: ua.map_or_else(default_user_agent, str::to_owned),
-    })
-    .unwrap()
+    };
+    [
+        (
+            "hyper",
+            Arc::new(HyperTransport::with_config(config.clone()).unwrap()),
+        ),
+        (
+            "reqwest",
+            Arc::new(ReqwestTransport::with_config(config).unwrap()),
+        ),
+    ]
+}
+
+fn transport_kind(err: &AuthError) -> Option<TransportErrorKind> {
+    match err {
+        AuthError::Transport { kind, .. } => Some(*kind),
+        _ => None,
+    }
 }
 
 #[tokio::test]
 async fn sends_a_user_agent_naming_authmux_and_lets_callers_override_it() {
     let base = server().await;
-    let answer = transport(5_000, 1 << 20, None)
-        .send(get(&format!("{base}/ua")))
-        .await
-        .unwrap();
-    let ua = String::from_utf8(answer.body().to_vec()).unwrap();
-    assert!(
-        ua.starts_with(&format!("authmux/{}", env!("CARGO_PKG_VERSION"))),
-        "{ua}"
-    );
-    let answer = transport(5_000, 1 << 20, Some("my-app/2.0"))
-        .send(get(&format!("{base}/ua")))
-        .await
-        .unwrap();
-    assert_eq!(answer.body(), &Bytes::from_static(b"my-app/2.0"));
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let answer = transport.send(get(&format!("{base}/ua"))).await.unwrap();
+        let ua = String::from_utf8(answer.body().to_vec()).unwrap();
+        assert!(
+            ua.starts_with(&format!("authmux/{}", env!("CARGO_PKG_VERSION"))),
+            "{name}: {ua}"
+        );
+    }
+    for (name, transport) in transports(5_000, 1 << 20, Some("my-app/2.0")) {
+        let answer = transport.send(get(&format!("{base}/ua"))).await.unwrap();
+        assert_eq!(answer.body(), &Bytes::from_static(b"my-app/2.0"), "{name}");
+    }
+    // A request's own User-Agent wins over the transport's.
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let mut request = get(&format!("{base}/ua"));
+        request
+            .headers_mut()
+            .insert("user-agent", http::HeaderValue::from_static("caller/1"));
+        let answer = transport.send(request).await.unwrap();
+        assert_eq!(answer.body(), &Bytes::from_static(b"caller/1"), "{name}");
+    }
 }
 
 #[tokio::test]
 async fn times_out_as_a_typed_timeout() {
     let base = server().await;
-    let err = transport(200, 1 << 20, None)
-        .send(get(&format!("{base}/slow")))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AuthError::Timeout), "{err:?}");
-    assert!(err.is_retryable());
-    // The server may have processed it: a refresh is not retried after a timeout.
-    assert_eq!(RefreshRetry::default().delay_for(&err), None);
+    for (name, transport) in transports(200, 1 << 20, None) {
+        let err = transport
+            .send(get(&format!("{base}/slow")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Timeout), "{name}: {err:?}");
+        assert!(err.is_retryable());
+        // The server may have processed it: a refresh is not retried after a timeout.
+        assert_eq!(RefreshRetry::default().delay_for(&err), None);
+    }
 }
 
 #[tokio::test]
 async fn caps_response_size_with_and_without_content_length() {
     let base = server().await;
-    let small = transport(5_000, 1 << 20, None);
-    for path in ["/big", "/stream"] {
-        let err = small.send(get(&format!("{base}{path}"))).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                AuthError::Transport {
-                    kind: TransportErrorKind::BodyTooLarge,
-                    ..
-                }
-            ),
-            "{path}: {err:?}"
-        );
+    for (name, small) in transports(5_000, 1 << 20, None) {
+        for path in ["/big", "/stream"] {
+            let err = small.send(get(&format!("{base}{path}"))).await.unwrap_err();
+            assert_eq!(
+                transport_kind(&err),
+                Some(TransportErrorKind::BodyTooLarge),
+                "{name} {path}: {err:?}"
+            );
+        }
     }
-    let roomy = transport(5_000, 4 << 20, None);
-    assert_eq!(
-        roomy
-            .send(get(&format!("{base}/stream")))
-            .await
-            .unwrap()
-            .body()
-            .len(),
-        3 << 20
-    );
+    // A cap of exactly the body's size takes it, in one piece or in many chunks.
+    for (name, exact) in transports(5_000, 3 << 20, None) {
+        for path in ["/big", "/stream"] {
+            let answer = exact.send(get(&format!("{base}{path}"))).await.unwrap();
+            assert_eq!(answer.body().len(), 3 << 20, "{name} {path}");
+        }
+    }
+    for (name, roomy) in transports(5_000, 4 << 20, None) {
+        for path in ["/big", "/stream"] {
+            let answer = roomy.send(get(&format!("{base}{path}"))).await.unwrap();
+            assert_eq!(answer.body().len(), 3 << 20, "{name} {path}");
+            assert!(answer.body().iter().all(|&b| b == b'x'), "{name} {path}");
+        }
+    }
 }
 
 #[tokio::test]
 async fn does_not_follow_redirects() {
     let base = server().await;
-    let answer = transport(5_000, 1 << 20, None)
-        .send(get(&format!("{base}/redirect")))
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 302);
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let answer = transport
+            .send(get(&format!("{base}/redirect")))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 302, "{name}");
+        assert_eq!(answer.headers()["location"], "/ua", "{name}");
+    }
 }
 
 #[tokio::test]
@@ -178,50 +216,55 @@ async fn a_refused_connection_is_a_retryable_connect_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let err = transport(5_000, 1 << 20, None)
-        .send(get(&format!("http://127.0.0.1:{port}/")))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            AuthError::Transport {
-                kind: TransportErrorKind::Connect,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(err.is_retryable());
-    // Nothing was sent: the one transport failure after which a refresh is retried.
-    assert!(RefreshRetry::default().delay_for(&err).is_some());
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let err = transport
+            .send(get(&format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            transport_kind(&err),
+            Some(TransportErrorKind::Connect),
+            "{name}: {err:?}"
+        );
+        assert!(err.is_retryable());
+        // Nothing was sent: the one transport failure after which a refresh is retried.
+        assert!(RefreshRetry::default().delay_for(&err).is_some(), "{name}");
+    }
 }
 
 #[tokio::test]
 async fn a_dropped_connection_is_a_retryable_io_error() {
     let base = server().await;
-    let err = transport(5_000, 1 << 20, None)
-        .send(get(&format!("{base}/drop")))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            AuthError::Transport {
-                kind: TransportErrorKind::Io,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(err.is_retryable());
-    // The request was sent (the server may have acted on it): distinguishable from a
-    // refused connection, and a refresh is never retried after it.
-    assert_eq!(RefreshRetry::default().delay_for(&err), None);
-    assert!(
-        !format!("{err} {err:?}").contains("127.0.0.1"),
-        "the URL is stripped: {err:?}"
-    );
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let err = transport
+            .send(get(&format!("{base}/drop")))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            transport_kind(&err),
+            Some(TransportErrorKind::Io),
+            "{name}: {err:?}"
+        );
+        assert!(err.is_retryable());
+        // The request was sent (the server may have acted on it): distinguishable from
+        // a refused connection, and a refresh is never retried after it.
+        assert_eq!(RefreshRetry::default().delay_for(&err), None, "{name}");
+        assert!(
+            !format!("{err} {err:?}").contains("127.0.0.1"),
+            "{name}: the URL is stripped: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_relative_uri_is_a_typed_request_error() {
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let err = transport.send(get("/no/origin")).await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::Validation { .. }),
+            "{name}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -234,53 +277,46 @@ async fn request_limits_override_the_timeout_and_cap_for_one_request() {
         request
     };
     // A 1 MiB transport accepts the 3 MiB answers when the request says 4 MiB...
-    let small = transport(5_000, 1 << 20, None);
-    for path in ["/big", "/stream"] {
-        let roomy = RequestLimits {
-            max_response_bytes: Some(4 << 20),
-            ..RequestLimits::default()
-        };
-        let answer = small.send(with(path, roomy)).await.unwrap();
-        assert_eq!(answer.body().len(), 3 << 20, "{path}");
+    for (name, small) in transports(5_000, 1 << 20, None) {
+        for path in ["/big", "/stream"] {
+            let roomy = RequestLimits {
+                max_response_bytes: Some(4 << 20),
+                ..RequestLimits::default()
+            };
+            let answer = small.send(with(path, roomy)).await.unwrap();
+            assert_eq!(answer.body().len(), 3 << 20, "{name} {path}");
+        }
     }
     // ...and a 4 MiB one refuses them when the request says 1 MiB.
     let tight = RequestLimits {
         max_response_bytes: Some(1 << 20),
         ..RequestLimits::default()
     };
-    let err = transport(5_000, 4 << 20, None)
-        .send(with("/stream", tight))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            AuthError::Transport {
-                kind: TransportErrorKind::BodyTooLarge,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    for (name, roomy) in transports(5_000, 4 << 20, None) {
+        let err = roomy.send(with("/stream", tight)).await.unwrap_err();
+        assert_eq!(
+            transport_kind(&err),
+            Some(TransportErrorKind::BodyTooLarge),
+            "{name}: {err:?}"
+        );
+    }
     // The request's timeout replaces the client's, both ways.
     let short = RequestLimits {
         timeout: Some(Duration::from_millis(200)),
         ..RequestLimits::default()
     };
-    let err = transport(10_000, 1 << 20, None)
-        .send(with("/slow", short))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, AuthError::Timeout), "{err:?}");
+    for (name, patient) in transports(10_000, 1 << 20, None) {
+        let err = patient.send(with("/slow", short)).await.unwrap_err();
+        assert!(matches!(err, AuthError::Timeout), "{name}: {err:?}");
+    }
     let long = RequestLimits {
         timeout: Some(Duration::from_secs(10)),
         ..RequestLimits::default()
     };
-    let answer = transport(200, 1 << 20, None)
-        .send(with("/slow", long))
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    for (name, hasty) in transports(200, 1 << 20, None) {
+        let answer = hasty.send(with("/slow", long)).await.unwrap();
+        assert_eq!(answer.status(), 200, "{name}");
+    }
 }
 
 /// `send_with_limits` holds the caller's deadline when it comes before the timeout
@@ -293,20 +329,68 @@ async fn a_request_deadline_holds_before_the_timeout() {
         (10_000, Duration::from_millis(200)),
         (200, Duration::from_secs(10)),
     ] {
-        let started = std::time::Instant::now();
-        let limits = authmux_core::transport::RequestLimits {
-            deadline: Some(tokio::time::Instant::now() + deadline),
-            ..Default::default()
-        };
-        let err = transport(timeout_ms, 1 << 20, None)
-            .send_with_limits(get(&format!("{base}/slow")), limits)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, AuthError::Timeout), "{err:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{timeout_ms} ms timeout, {deadline:?} deadline: {:?}",
-            started.elapsed()
-        );
+        for (name, transport) in transports(timeout_ms, 1 << 20, None) {
+            let started = std::time::Instant::now();
+            let limits = authmux_core::transport::RequestLimits {
+                deadline: Some(tokio::time::Instant::now() + deadline),
+                ..Default::default()
+            };
+            let err = transport
+                .send_with_limits(get(&format!("{base}/slow")), limits)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AuthError::Timeout), "{name}: {err:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{name}, {timeout_ms} ms timeout, {deadline:?} deadline: {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
+
+/// Connections are kept and reused: ten requests in a row open one connection.
+#[tokio::test]
+async fn connections_are_pooled() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    for (name, transport) in transports(5_000, 1 << 20, None) {
+        let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..10 {
+            let answer = transport
+                .send(get(&format!("http://{addr}/")))
+                .await
+                .unwrap();
+            assert_eq!(answer.body(), &Bytes::from_static(b"ok"), "{name}");
+        }
+        let opened = accepted.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(opened, 1, "{name}: {opened} connections for 10 requests");
     }
 }

@@ -62,10 +62,10 @@ impl fmt::Debug for DirectusProvider {
 }
 
 impl DirectusProvider {
-    /// A provider with the default transport (reqwest, rustls) built from
+    /// A provider with the default transport (hyper-util, rustls) built from
     /// `config.client`. Refuses plain `http://` to a non-loopback host unless
     /// `config.client.allow_insecure_http` is set.
-    #[cfg(feature = "reqwest")]
+    #[cfg(any(feature = "hyper", feature = "reqwest"))]
     pub fn new(config: DirectusConfig) -> Result<Self, AuthError> {
         config.client.check_url(&config.url)?;
         let transport = config.client.build_transport()?;

@@ -142,12 +142,12 @@ struct ChangeBody<'a> {
 }
 
 impl LinkUtmProvider {
-    /// A provider with the default transport (reqwest, rustls, `User-Agent:
+    /// A provider with the default transport (hyper-util, rustls, `User-Agent:
     /// authmux/<version>` unless `config.client.user_agent` says otherwise).
     ///
     /// Refuses plain `http://` to a non-loopback host unless
     /// `config.client.allow_insecure_http`, and a workspace that cannot be a header.
-    #[cfg(feature = "reqwest")]
+    #[cfg(any(feature = "hyper", feature = "reqwest"))]
     pub fn new(config: LinkUtmConfig) -> Result<Self, AuthError> {
         config.check()?;
         let transport = config.client.build_transport()?;

@@ -140,10 +140,10 @@ struct RefreshBody<'a> {
 }
 
 impl LinxioProvider {
-    /// A provider with the default transport (reqwest, rustls) built from
+    /// A provider with the default transport (hyper-util, rustls) built from
     /// `config.client`. Refuses plain `http://` to a non-loopback host unless
     /// `config.client.allow_insecure_http` is set.
-    #[cfg(feature = "reqwest")]
+    #[cfg(any(feature = "hyper", feature = "reqwest"))]
     pub fn new(config: LinxioConfig) -> Result<Self, AuthError> {
         config.client.check_url(&config.url)?;
         let transport = config.client.build_transport()?;

@@ -485,7 +485,7 @@ fn construction_checks_the_url_and_config_round_trips() {
     assert!(LinxioProvider::with_transport(opted_in, script.transport()).is_ok());
     let local = LinxioConfig::new("http://127.0.0.1:8080".parse().unwrap());
     assert!(LinxioProvider::with_transport(local, script.transport()).is_ok());
-    #[cfg(feature = "reqwest")]
+    #[cfg(any(feature = "hyper", feature = "reqwest"))]
     {
         let plain = LinxioConfig::new("http://api.linxio.example".parse().unwrap());
         assert!(LinxioProvider::new(plain).is_err());

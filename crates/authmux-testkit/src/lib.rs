@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod child;
 pub mod conformance;
 pub mod deps;
 pub mod directus;

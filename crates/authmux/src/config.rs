@@ -233,16 +233,16 @@ impl ProviderConfig {
         }
     }
 
-    /// Builds the provider with the default transport (reqwest, rustls) and the system
+    /// Builds the provider with the default transport (hyper-util, rustls) and the system
     /// clock. Plain `http://` to a non-loopback host is refused
     /// ([`AuthError::InsecureTransport`]) unless `allow_insecure_http` is set.
-    #[cfg(feature = "reqwest")]
+    #[cfg(any(feature = "hyper", feature = "reqwest"))]
     pub fn build(&self) -> Result<Arc<dyn AuthProvider>, AuthError> {
         self.build_with(BuildOptions::default())
     }
 
     /// Builds the provider with a custom transport and/or clock. The URL is checked
-    /// first, so a refused URL never reaches a transport. Without the `reqwest` feature a
+    /// first, so a refused URL never reaches a transport. Without the `hyper` and `reqwest` features a
     /// transport must be given.
     pub fn build_with(&self, options: BuildOptions) -> Result<Arc<dyn AuthProvider>, AuthError> {
         self.client().check_url(self.url())?;
@@ -291,15 +291,15 @@ impl ProviderConfig {
         })
     }
 
-    #[cfg(feature = "reqwest")]
+    #[cfg(any(feature = "hyper", feature = "reqwest"))]
     fn default_transport(&self) -> Result<Arc<dyn Transport>, AuthError> {
         self.client().build_transport()
     }
 
-    #[cfg(not(feature = "reqwest"))]
+    #[cfg(not(any(feature = "hyper", feature = "reqwest")))]
     fn default_transport(&self) -> Result<Arc<dyn Transport>, AuthError> {
         Err(AuthError::Unsupported {
-            capability: "default transport (enable the `reqwest` feature or pass one in BuildOptions)",
+            capability: "default transport (enable the `hyper` or `reqwest` feature, or pass one in BuildOptions)",
         })
     }
 }
