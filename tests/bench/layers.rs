@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use authmux_core::{AccessToken, Expiry, SessionManager, TokenSet};
-use authmux_integration_tests::bench::{cpu_time, median, write_section};
+use authmux_integration_tests::bench::{cpu_time, median, user_and_system_ticks, write_section};
 use authmux_linxio::{LinxioConfig, LinxioProvider};
 use authmux_reqwest::AuthMiddleware;
 use authmux_tower::{AuthLayer, AuthService};
@@ -43,7 +43,9 @@ use tower::{Layer, Service, ServiceExt};
 
 const TOKEN: &str = "bench-token";
 const CALLERS: usize = 8;
-const ROUNDS: usize = 15;
+/// Rounds by default (`AUTHMUX_BENCH_ROUNDS` overrides): enough that each variant runs
+/// in every position of the round several times.
+const ROUNDS: usize = 36;
 
 type Hyper = Client<HttpConnector, Full<Bytes>>;
 
@@ -151,10 +153,21 @@ async fn one(clients: &mut Clients, variant: Variant) {
     }
 }
 
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    wall: Duration,
+    /// On-CPU nanoseconds of all the process's threads.
+    cpu: u64,
+    /// User and system clock ticks (coarse: summed over the rounds).
+    user: u64,
+    system: u64,
+}
+
 /// One run: `CALLERS` tasks, each sending `per_caller` requests one after the other.
-/// Returns (wall time, CPU ns).
-async fn run(clients: &Clients, variant: Variant, per_caller: usize) -> (Duration, u64) {
+async fn run(clients: &Clients, variant: Variant, per_caller: usize) -> Measured {
     let cpu = cpu_ns();
+    let (user, system) = user_and_system_ticks();
     let started = Instant::now();
     let tasks: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -170,7 +183,15 @@ async fn run(clients: &Clients, variant: Variant, per_caller: usize) -> (Duratio
     for task in tasks {
         task.await.unwrap();
     }
-    (started.elapsed(), cpu_ns() - cpu)
+    let wall = started.elapsed();
+    let cpu = cpu_ns() - cpu;
+    let (user_now, system_now) = user_and_system_ticks();
+    Measured {
+        wall,
+        cpu,
+        user: user_now - user,
+        system: system_now - system,
+    }
 }
 
 /// What authorizing one request costs in this process, without any network: ns per
@@ -234,8 +255,16 @@ fn main() {
         .unwrap();
     let base = url::Url::parse(line.trim()).expect("the server prints its URL");
 
+    let rounds: usize = std::env::var("AUTHMUX_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ROUNDS);
+    let workers: usize = std::env::var("AUTHMUX_BENCH_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap();
@@ -280,14 +309,15 @@ fn main() {
         for variant in VARIANTS {
             run(&clients, variant, per_caller / 4).await;
         }
-        let mut results: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); VARIANTS.len()];
-        for round in 0..ROUNDS {
-            // Alternate the order so that no variant always runs first.
-            let order: Vec<usize> = if round % 2 == 0 {
-                (0..VARIANTS.len()).collect()
-            } else {
-                (0..VARIANTS.len()).rev().collect()
-            };
+        let mut results: Vec<Vec<Measured>> = vec![Vec::new(); VARIANTS.len()];
+        let n = VARIANTS.len();
+        for round in 0..rounds {
+            // Each round starts one variant later, and every other cycle runs backwards,
+            // so that each variant runs in every position and after each neighbour.
+            let mut order: Vec<usize> = (0..n).map(|i| (i + round) % n).collect();
+            if (round / n) % 2 == 1 {
+                order.reverse();
+            }
             for i in order {
                 results[i].push(run(&clients, VARIANTS[i], per_caller).await);
             }
@@ -301,22 +331,28 @@ fn main() {
     };
 
     let requests = (CALLERS * per_caller) as f64;
-    let cpu_us = |i: usize, round: usize| results[i][round].1 as f64 / 1_000.0 / requests;
-    let rps = |i: usize, round: usize| requests / results[i][round].0.as_secs_f64();
+    let cpu_us = |i: usize, round: usize| results[i][round].cpu as f64 / 1_000.0 / requests;
+    let rps = |i: usize, round: usize| requests / results[i][round].wall.as_secs_f64();
+    // User and system ticks of a variant, summed over all rounds.
+    let ticks = |i: usize| {
+        results[i]
+            .iter()
+            .fold((0u64, 0u64), |(u, s), m| (u + m.user, s + m.system))
+    };
     let idx = |v: Variant| VARIANTS.iter().position(|x| *x == v).unwrap();
     // The median ratio over the rounds, with its first and third quartiles.
     let ratio = |f: &dyn Fn(usize, usize) -> f64, a: Variant, b: Variant| {
-        let mut all: Vec<f64> = (0..ROUNDS).map(|r| f(idx(a), r) / f(idx(b), r)).collect();
+        let mut all: Vec<f64> = (0..rounds).map(|r| f(idx(a), r) / f(idx(b), r)).collect();
         all.sort_by(f64::total_cmp);
-        (all[ROUNDS / 4], all[ROUNDS / 2], all[3 * ROUNDS / 4])
+        (all[rounds / 4], all[rounds / 2], all[3 * rounds / 4])
     };
     let mut rows = String::new();
     for (i, variant) in VARIANTS.into_iter().enumerate() {
         rows.push_str(&format!(
             "| {} | {:.1} µs | {:.0} req/s |\n",
             variant.label(),
-            median((0..ROUNDS).map(|r| cpu_us(i, r)).collect()),
-            median((0..ROUNDS).map(|r| rps(i, r)).collect()),
+            median((0..rounds).map(|r| cpu_us(i, r)).collect()),
+            median((0..rounds).map(|r| rps(i, r)).collect()),
         ));
     }
     let pairs = [
@@ -350,30 +386,43 @@ fn main() {
         } else {
             (verdict(cpu <= 1.05), verdict(tput >= 0.95))
         };
+        let ((user_a, system_a), (user_b, system_b)) = (ticks(idx(a)), ticks(idx(b)));
+        let share = |x: u64, y: u64| x as f64 / y.max(1) as f64;
         ratios.push_str(&format!(
             "| {label} | {cpu:.3}x [{cpu_q1:.3}, {cpu_q3:.3}] {cpu_verdict} | \
-             {tput:.3}x [{tput_q1:.3}, {tput_q3:.3}] {tput_verdict} |\n",
+             {tput:.3}x [{tput_q1:.3}, {tput_q3:.3}] {tput_verdict} | {:.3}x / {:.3}x |\n",
+            share(user_a, user_b),
+            share(system_a, system_b),
         ));
     }
     let section = format!(
         "Written by `cargo bench -p authmux-integration-tests --bench layers` \
          (`tests/bench/layers.rs`) on its last run. Client CPU time per request (all threads \
          of the client process, from `/proc/self/task/*/schedstat`) and throughput, {CALLERS} \
-         concurrent callers, {} requests per variant and round, {ROUNDS} rounds run \
-         interleaved; the server (`GET /hello`, 5 bytes) is another process, started by the \
-         benchmark. Medians over the rounds; each ratio is taken within a round (so both sides \
-         saw the same machine load), then the median is reported with the first and third \
-         quartiles over the rounds in brackets. The control row compares the static-header \
-         hyper-util client with itself: how far apart two identical clients measure on this \
-         machine in this run.\n\n\
+         concurrent callers on {workers} runtime worker thread(s), {} requests per variant and round, {rounds} rounds run \
+         interleaved (each round starts one variant later, every other cycle backwards, so \
+         every variant runs in every position); the server (`GET /hello`, 5 bytes) is another \
+         process, started by the benchmark. Medians over the rounds; each ratio is taken \
+         within a round (so both sides saw the same machine load), then the median is \
+         reported with the first and third quartiles over the rounds in brackets. The \
+         control row compares the static-header hyper-util client with itself: how far apart \
+         two identical clients measure on this machine in this run. The last column splits \
+         the CPU time into user and system (kernel) time, each summed over all rounds \
+         (`/proc/self/stat`, in clock ticks): what authmux adds is user-space work, while \
+         the kernel's share (sockets, wake-ups) is the same for every client: {:.0} % of \
+         the static-header hyper-util client's CPU time in this run.\n\n\
          | client | CPU per request | throughput |\n|---|---|---|\n{rows}\n\
-         | ratio (goal: CPU <= 1.05x, throughput >= 0.95x) | CPU | throughput |\n|---|---|---|\n\
+         | ratio (goal: CPU <= 1.05x, throughput >= 0.95x) | CPU | throughput | user / system time |\n|---|---|---|---|\n\
          {ratios}\n\
          In-process, without the network: building a request with a static header costs \
          {static_ns:.0} ns; building one and authorizing it as the integrations do (hot-path \
          session, a copy kept for a replay, the provider's credentials) costs \
          {authorized_ns:.0} ns, so authorizing itself adds {:.0} ns per request.\n",
         CALLERS * per_caller,
+        {
+            let (user, system) = ticks(idx(Variant::Hyper));
+            100.0 * system as f64 / (user + system).max(1) as f64
+        },
         authorized_ns - static_ns
     );
     println!("{section}");

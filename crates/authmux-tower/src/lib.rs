@@ -49,12 +49,21 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct AuthService<S> {
     inner: S,
+    /// The manager and the service replays go to, behind one reference count: each
+    /// authorized request's future holds one clone of it (one counter both threads
+    /// touch, not two).
+    shared: Arc<Shared<S>>,
+}
+
+/// What an [`AuthService`] and its clones share.
+#[derive(Debug)]
+struct Shared<S> {
     manager: SessionManager,
     /// A clone of `inner` for replays after a 401, made on the first authorized
-    /// request and shared by this service's clones (even those made before it): the
+    /// request and shared by the service's clones (even those made before it): the
     /// hot path hands each request's future a reference to it rather than a clone of
     /// `inner` (a hyper-util client's clone is 300 bytes and several reference counts).
-    replayer: Replayer<S>,
+    replayer: OnceLock<Mutex<S>>,
 }
 
 impl<S> AuthService<S> {
@@ -62,14 +71,16 @@ impl<S> AuthService<S> {
     pub fn new(inner: S, manager: SessionManager) -> Self {
         Self {
             inner,
-            manager,
-            replayer: Arc::default(),
+            shared: Arc::new(Shared {
+                manager,
+                replayer: OnceLock::new(),
+            }),
         }
     }
 
     /// The manager this service authorizes with.
     pub fn manager(&self) -> &SessionManager {
-        &self.manager
+        &self.shared.manager
     }
 
     /// The wrapped service.
@@ -82,13 +93,16 @@ impl<S> AuthService<S> {
         self.inner
     }
 
-    /// The shared clone for replays, made now if this is the first request needing it.
-    fn replayer(&self) -> Replayer<S>
+    /// What a request's future needs for a replay (the manager, the shared clone of
+    /// `inner`, made now if this is the first request needing it).
+    fn for_replay(&self) -> Arc<Shared<S>>
     where
         S: Clone,
     {
-        self.replayer.get_or_init(|| Mutex::new(self.inner.clone()));
-        Arc::clone(&self.replayer)
+        self.shared
+            .replayer
+            .get_or_init(|| Mutex::new(self.inner.clone()));
+        Arc::clone(&self.shared)
     }
 }
 
@@ -140,24 +154,20 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let base = self.manager.provider().base_url();
+        let manager = &self.shared.manager;
+        let base = manager.provider().base_url();
         // The caller chose its own credentials, or the request is not for the
         // provider's origin at all: pass it through, asking the manager nothing.
         if request.headers().contains_key(AUTHORIZATION) || !same_origin_uri(base, request.uri()) {
             return pass_through(self.inner.call(request));
         }
-        let Some(session) = self.manager.try_usable_session() else {
+        let Some(session) = manager.try_usable_session() else {
             // No token to hand out now (none yet, expired, a refresh to wait for): the
             // slow path, in its own boxed future.
-            let replayer = self.replayer();
+            let shared = self.for_replay();
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            return Box::pin(call_after_waiting(
-                self.manager.clone(),
-                inner,
-                replayer,
-                request,
-            ));
+            return Box::pin(call_after_waiting(shared, inner, request));
         };
         if session.base_url != *base && !session.is_same_origin_uri(request.uri()) {
             // A session restored for another base URL than the provider's.
@@ -167,14 +177,11 @@ where
         // credentials go in: it carries none), the credentials, and the call on the
         // service `poll_ready` made ready. A replay goes to the shared clone.
         let replay = copy_request(&request);
-        if let Err(error) =
-            authorize_request(self.manager.provider().as_ref(), &session, &mut request)
-        {
+        if let Err(error) = authorize_request(manager.provider().as_ref(), &session, &mut request) {
             return Box::pin(std::future::ready(Err(Error::Auth(error))));
         }
-        let replayer = self.replayer();
+        let shared = self.for_replay();
         let response = self.inner.call(request);
-        let manager = self.manager.clone();
         // (Futures are bound before they are awaited: a statement's temporaries would
         // live across the await, in this future.)
         Box::pin(async move {
@@ -182,9 +189,7 @@ where
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            let replayed = Box::pin(replay_after_401(
-                manager, replayer, session, replay, response,
-            ));
+            let replayed = Box::pin(replay_after_401(shared, session, replay, response));
             replayed.await
         })
     }
@@ -204,15 +209,15 @@ where
 /// clone to be made ready by the next `poll_ready` stayed), then the same steps as the
 /// hot path once the session is there.
 async fn call_after_waiting<S, B, R>(
-    manager: SessionManager,
+    shared: Arc<Shared<S>>,
     mut inner: S,
-    replayer: Replayer<S>,
     mut request: Request<B>,
 ) -> Result<Response<R>, Error<S::Error>>
 where
     S: Service<Request<B>, Response = Response<R>>,
     B: ReplayBody,
 {
+    let manager = &shared.manager;
     let session = manager.usable_session().await.map_err(Error::Auth)?;
     if !session.is_same_origin_uri(request.uri()) {
         // A session restored for another base URL than the provider's.
@@ -224,20 +229,14 @@ where
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(response);
     }
-    let replayed = Box::pin(replay_after_401(
-        manager, replayer, session, replay, response,
-    ));
+    let replayed = Box::pin(replay_after_401(shared, session, replay, response));
     replayed.await
 }
-
-/// The clone of the inner service that replays go to, shared by an [`AuthService`]'s
-/// clones (set before a request that may need it is sent).
-type Replayer<S> = Arc<OnceLock<Mutex<S>>>;
 
 /// `request` on the shared clone, once it is ready: made ready and called under one
 /// lock, taken only within a poll (never held across an await).
 async fn replay_on<S, B, R>(
-    replayer: &Replayer<S>,
+    replayer: &OnceLock<Mutex<S>>,
     request: Request<B>,
 ) -> Result<Response<R>, S::Error>
 where
@@ -263,8 +262,7 @@ where
 /// to replay (a body that cannot be sent twice), the 401 goes back, the session
 /// already refreshed for the next request.
 async fn replay_after_401<S, B, R>(
-    manager: SessionManager,
-    replayer: Replayer<S>,
+    shared: Arc<Shared<S>>,
     session: Arc<authmux_core::Session>,
     replay: Option<Request<B>>,
     response: Response<R>,
@@ -272,6 +270,7 @@ async fn replay_after_401<S, B, R>(
 where
     S: Service<Request<B>, Response = Response<R>>,
 {
+    let manager = &shared.manager;
     let refreshed = manager
         .session_after_unauthorized(&session)
         .await
@@ -282,7 +281,9 @@ where
     };
     drop(response);
     authorize_request(manager.provider().as_ref(), &refreshed, &mut replay).map_err(Error::Auth)?;
-    replay_on(&replayer, replay).await.map_err(Error::Service)
+    replay_on(&shared.replayer, replay)
+        .await
+        .map_err(Error::Service)
 }
 
 /// A copy of `request` to replay, if its body can be copied.
