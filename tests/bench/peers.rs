@@ -56,7 +56,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authmux_core::{
-    AuthError, Credentials, FileStore, LoginOutcome, ReqwestTransport, SessionManager, Transport,
+    AuthError, ClientOptions, Credentials, FileStore, LoginOutcome, SessionManager, Transport,
     async_trait,
 };
 use authmux_directus::{DirectusConfig, DirectusProvider};
@@ -195,7 +195,10 @@ struct Authmux {
 impl Authmux {
     fn new(target: &Target, store: Option<FileStore>) -> Authmux {
         let counting = Arc::new(Counting {
-            inner: Arc::new(ReqwestTransport::new().expect("reqwest client")),
+            // The transport every adapter builds by default (`HyperTransport`).
+            inner: ClientOptions::default()
+                .build_transport()
+                .expect("default transport"),
             refreshes: AtomicU64::new(0),
         });
         let provider = DirectusProvider::with_transport(
