@@ -3,10 +3,10 @@
 
 mod body;
 pub mod buffer;
+mod future;
 
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
@@ -20,6 +20,7 @@ use tower_service::Service;
 
 pub use body::{NoReplay, ReplayBody};
 pub use buffer::{BufferBodies, BufferBodiesLayer, Buffered, DEFAULT_BUFFER_LIMIT};
+pub use future::ResponseFuture;
 
 /// The layer: wraps a service in an [`AuthService`] authorizing with one manager's
 /// session. Cheap to clone; clones share the manager.
@@ -57,7 +58,7 @@ pub struct AuthService<S> {
 
 /// What an [`AuthService`] and its clones share.
 #[derive(Debug)]
-struct Shared<S> {
+pub(crate) struct Shared<S> {
     manager: SessionManager,
     /// A clone of `inner` for replays after a 401, made on the first authorized
     /// request and shared by the service's clones (even those made before it): the
@@ -134,9 +135,6 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     }
 }
 
-/// The future of [`AuthService::call`].
-pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, Error<E>>> + Send>>;
-
 impl<S, B, R> Service<Request<B>> for AuthService<S>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
@@ -147,7 +145,7 @@ where
 {
     type Response = Response<R>;
     type Error = Error<S::Error>;
-    type Future = ResponseFuture<Response<R>, S::Error>;
+    type Future = ResponseFuture<S, B, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::Service)
@@ -159,7 +157,7 @@ where
         // The caller chose its own credentials, or the request is not for the
         // provider's origin at all: pass it through, asking the manager nothing.
         if request.headers().contains_key(AUTHORIZATION) || !same_origin_uri(base, request.uri()) {
-            return pass_through(self.inner.call(request));
+            return ResponseFuture::sending(self.inner.call(request), None);
         }
         let Some(session) = manager.try_usable_session() else {
             // No token to hand out now (none yet, expired, a refresh to wait for): the
@@ -167,41 +165,31 @@ where
             let shared = self.for_replay();
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            return Box::pin(call_after_waiting(shared, inner, request));
+            return ResponseFuture::boxed(Box::pin(call_after_waiting(shared, inner, request)));
         };
         if session.base_url != *base && !session.is_same_origin_uri(request.uri()) {
             // A session restored for another base URL than the provider's.
-            return pass_through(self.inner.call(request));
+            return ResponseFuture::sending(self.inner.call(request), None);
         }
         // The hot path, all before the future: the copy to replay (made before the
         // credentials go in: it carries none), the credentials, and the call on the
         // service `poll_ready` made ready. A replay goes to the shared clone.
         let replay = copy_request(&request);
         if let Err(error) = authorize_request(manager.provider().as_ref(), &session, &mut request) {
-            return Box::pin(std::future::ready(Err(Error::Auth(error))));
+            return ResponseFuture::boxed(Box::pin(std::future::ready(Err(Error::Auth(error)))));
         }
         let shared = self.for_replay();
-        let response = self.inner.call(request);
-        // (Futures are bound before they are awaited: a statement's temporaries would
-        // live across the await, in this future.)
-        Box::pin(async move {
-            let response = response.await.map_err(Error::Service)?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(response);
-            }
-            let replayed = Box::pin(replay_after_401(shared, session, replay, response));
-            replayed.await
-        })
+        // The inner service's future itself, not boxed: what follows a 401 is boxed
+        // only when one comes.
+        ResponseFuture::sending(
+            self.inner.call(request),
+            Some(future::After {
+                shared,
+                session,
+                replay,
+            }),
+        )
     }
-}
-
-/// A request sent as it is (no credentials of the session's): the inner service's
-/// answer, its error as [`Error::Service`].
-fn pass_through<F, R, E>(response: F) -> ResponseFuture<R, E>
-where
-    F: Future<Output = Result<R, E>> + Send + 'static,
-{
-    Box::pin(async move { response.await.map_err(Error::Service) })
 }
 
 /// The requests [`AuthService`] waits for the manager for (no token to hand out now):
@@ -261,7 +249,7 @@ where
 /// flight), then one replay of `replay` on the shared clone (made ready first). Without a copy
 /// to replay (a body that cannot be sent twice), the 401 goes back, the session
 /// already refreshed for the next request.
-async fn replay_after_401<S, B, R>(
+pub(crate) async fn replay_after_401<S, B, R>(
     shared: Arc<Shared<S>>,
     session: Arc<authmux_core::Session>,
     replay: Option<Request<B>>,
