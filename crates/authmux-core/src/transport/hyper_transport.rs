@@ -69,7 +69,10 @@ impl fmt::Debug for HyperTransport {
 
 /// The environment's proxy rules, and the transport that takes the requests they match.
 struct Proxies {
-    matcher: Matcher,
+    /// `None` when the environment names no proxy at all: then no request is matched
+    /// (the matcher's `NO_PROXY` check parses every request's host, which costs more
+    /// than the rest of sending a request to a pooled connection takes here).
+    matcher: Option<Matcher>,
     #[cfg(feature = "reqwest")]
     config: TransportConfig,
     #[cfg(feature = "reqwest")]
@@ -108,7 +111,7 @@ impl HyperTransport {
             max_response_bytes: config.max_response_bytes,
             user_agent,
             proxies: Arc::new(Proxies {
-                matcher: Matcher::from_env(),
+                matcher: environment_names_a_proxy().then(Matcher::from_env),
                 #[cfg(feature = "reqwest")]
                 config,
                 #[cfg(feature = "reqwest")]
@@ -124,14 +127,15 @@ impl HyperTransport {
         if parts.uri.scheme().is_none() || parts.uri.authority().is_none() {
             return Err(AuthError::validation("uri", "request URI is not absolute"));
         }
-        if !parts.headers.contains_key(USER_AGENT) {
-            parts.headers.insert(USER_AGENT, self.user_agent.clone());
-        }
-        if !parts.headers.contains_key(ACCEPT) {
-            parts
-                .headers
-                .insert(ACCEPT, HeaderValue::from_static("*/*"));
-        }
+        // One lookup each (`entry`), not a lookup and an insert.
+        parts
+            .headers
+            .entry(USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        parts
+            .headers
+            .entry(ACCEPT)
+            .or_insert_with(|| HeaderValue::from_static("*/*"));
         Ok(Request::from_parts(parts, Full::new(body)))
     }
 
@@ -182,7 +186,9 @@ impl Transport for HyperTransport {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        if self.proxies.matcher.intercept(request.uri()).is_some() {
+        if let Some(matcher) = &self.proxies.matcher
+            && matcher.intercept(request.uri()).is_some()
+        {
             return self.send_proxied(request, limits);
         }
         let cap = limits.max_response_bytes.unwrap_or(self.max_response_bytes);
@@ -196,6 +202,21 @@ impl Transport for HyperTransport {
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }
+}
+
+/// Whether any of the variables the proxy matcher reads is set (even empty): only then
+/// can a request go through a proxy.
+fn environment_names_a_proxy() -> bool {
+    [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ]
+    .iter()
+    .any(|name| std::env::var_os(name).is_some())
 }
 
 /// The rest of one exchange once the client has the request: its answer and the whole
