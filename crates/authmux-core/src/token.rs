@@ -453,39 +453,31 @@ mod tests {
             let tokens = TokenSet::issued(exp_only, None, Expiry::Unstated, secs(RECEIVED), None);
             assert_eq!(tokens.expires_at, Some(secs(server + 20)), "skew {skew}");
         }
+        // Issued with a stated lifetime, received at RECEIVED, no `Date`.
+        let stated = |access: AccessToken, lifetime: Duration| {
+            TokenSet::issued(access, None, Expiry::In(lifetime), secs(RECEIVED), None).expires_at
+        };
         // A stated expiry and the JWT's: the earlier (the server checking the token
         // enforces `exp`, whatever lifetime it stated).
         let jwt = AccessToken::new(jwt_with_payload("{\"exp\":5000,\"iat\":900}"));
-        let stated = TokenSet::issued(
-            jwt.clone(),
-            None,
-            Expiry::In(Duration::from_secs(7)),
-            secs(RECEIVED),
-            None,
+        assert_eq!(
+            stated(jwt.clone(), Duration::from_secs(7)),
+            Some(secs(RECEIVED + 7))
         );
-        assert_eq!(stated.expires_at, Some(secs(RECEIVED + 7)));
         // Directus: `expires` 3000 ms, a JWT issued at the whole second 900 for 3 s
         // (`exp` 903): it may die 2 s after arrival, and that is its local expiry.
         let directus = AccessToken::new(jwt_with_payload("{\"exp\":903,\"iat\":900}"));
-        let tokens = TokenSet::issued(
-            directus,
-            None,
-            Expiry::In(Duration::from_millis(3_000)),
-            secs(RECEIVED),
-            None,
+        assert_eq!(
+            stated(directus, Duration::from_millis(3_000)),
+            Some(secs(RECEIVED + 2))
         );
-        assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 2)));
         // A JWT whose `exp` cannot be mapped (no `iat`, no `Date`) does not cut a
         // stated lifetime (its `exp` is on a clock that may be anywhere).
         let unmapped = AccessToken::new(jwt_with_payload("{\"exp\":5}"));
-        let tokens = TokenSet::issued(
-            unmapped,
-            None,
-            Expiry::In(Duration::from_secs(7)),
-            secs(RECEIVED),
-            None,
+        assert_eq!(
+            stated(unmapped, Duration::from_secs(7)),
+            Some(secs(RECEIVED + 7))
         );
-        assert_eq!(tokens.expires_at, Some(secs(RECEIVED + 7)));
         // A very short lifetime loses at most half of itself.
         let short = AccessToken::new(jwt_with_payload("{\"exp\":901,\"iat\":900}"));
         let tokens = TokenSet::issued(short, None, Expiry::Unstated, secs(RECEIVED), None);

@@ -30,6 +30,19 @@ fn get(path: &str) -> http::Request<Bytes> {
     http::Request::get(path).body(Bytes::new()).unwrap()
 }
 
+/// A signed-in manager on a scripted provider whose refresh takes 50 ms (long enough
+/// for a caller to give up while it runs).
+async fn signed_in_with_a_slow_refresh() -> (Scripted, SessionManager) {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let mut provider = Scripted::new(clock.clone());
+    provider.refresh_delay = Duration::from_millis(50);
+    let manager = SessionManager::builder(Arc::new(provider.clone()))
+        .clock(clock)
+        .build();
+    login(&manager).await;
+    (provider, manager)
+}
+
 async fn login(manager: &SessionManager) {
     manager
         .login(&Credentials::new("u@example.test", "right"))
@@ -523,13 +536,7 @@ async fn a_failed_save_at_sign_in_is_reported_and_the_session_still_works() {
 
 #[tokio::test]
 async fn a_caller_cancelled_during_a_refresh_does_not_break_the_session() {
-    let clock = ManualClock::at_unix(1_800_000_000);
-    let mut provider = Scripted::new(clock.clone());
-    provider.refresh_delay = Duration::from_millis(50);
-    let manager = SessionManager::builder(Arc::new(provider.clone()))
-        .clock(clock.clone())
-        .build();
-    login(&manager).await;
+    let (provider, manager) = signed_in_with_a_slow_refresh().await;
     let before = manager.access_token().await.unwrap();
     // The caller gives up while its refresh is in flight (a timeout, a dropped future).
     assert!(
@@ -772,13 +779,7 @@ async fn a_thread_keeps_one_copy_per_manager_however_often_it_refills() {
 /// second refresh and no spent refresh token sent again.
 #[tokio::test]
 async fn a_send_cancelled_while_its_401_refreshes_leaves_the_new_session() {
-    let clock = ManualClock::at_unix(1_800_000_000);
-    let mut provider = Scripted::new(clock.clone());
-    provider.refresh_delay = Duration::from_millis(50);
-    let manager = SessionManager::builder(Arc::new(provider.clone()))
-        .clock(clock.clone())
-        .build();
-    login(&manager).await;
+    let (provider, manager) = signed_in_with_a_slow_refresh().await;
     let refused = manager.access_token().await.unwrap();
     provider.revoke_access(refused.expose_secret());
     assert!(

@@ -242,12 +242,7 @@ impl Recorder {
     /// The bearer token of each request to `endpoint`, in order (`None` where it had
     /// none).
     pub fn bearers_to(&self, endpoint: &str) -> Vec<Option<String>> {
-        self.lock()
-            .requests
-            .iter()
-            .filter(|r| r.endpoint == endpoint)
-            .map(|r| r.bearer().map(str::to_owned))
-            .collect()
+        self.each_to(endpoint, |r| r.bearer().map(str::to_owned))
     }
 
     /// The last request to one endpoint.
@@ -262,21 +257,21 @@ impl Recorder {
 
     /// The `User-Agent` of each request to `endpoint`, in order (`None` when absent).
     pub fn user_agents(&self, endpoint: &str) -> Vec<Option<String>> {
-        self.lock()
-            .requests
-            .iter()
-            .filter(|r| r.endpoint == endpoint)
-            .map(|r| r.user_agent().map(str::to_owned))
-            .collect()
+        self.each_to(endpoint, |r| r.user_agent().map(str::to_owned))
     }
 
     /// The value of header `name` on each request to `endpoint`, in order.
     pub fn header_values(&self, endpoint: &str, name: &str) -> Vec<Option<String>> {
+        self.each_to(endpoint, |r| r.header(name).map(str::to_owned))
+    }
+
+    /// `read` of each request to `endpoint`, in order.
+    fn each_to<T>(&self, endpoint: &str, read: impl Fn(&RecordedRequest) -> T) -> Vec<T> {
         self.lock()
             .requests
             .iter()
             .filter(|r| r.endpoint == endpoint)
-            .map(|r| r.header(name).map(str::to_owned))
+            .map(read)
             .collect()
     }
 
