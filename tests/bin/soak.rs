@@ -192,6 +192,12 @@ async fn worker(args: &[String]) -> Result<(), String> {
         }
         tokio::time::sleep(PAUSE).await;
     }
+    // As an application should before it exits: a refresh started in the background
+    // finishes (and is saved) first; it may have rotated the refresh token already.
+    manager.idle().await;
+    if let Err(error) = manager.flush().await {
+        sign_in_errors.push(format!("the last save failed: {error}"));
+    }
     println!(
         "{}",
         json!({
@@ -442,6 +448,25 @@ fn cli(cli: &Path, home: &Path, args: &[&str], password: Option<&str>) -> (i32, 
     }
 }
 
+/// [`cli`] from async code: on a blocking thread, so the runtime that serves the fakes
+/// (this process's) is never held up while the CLI talks to them.
+async fn cli_async(
+    cli_path: &Path,
+    home: &Path,
+    args: &[&str],
+    password: Option<&str>,
+) -> (i32, String, Duration) {
+    let (cli_path, home) = (cli_path.to_owned(), home.to_owned());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let password = password.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&cli_path, &home, &args, password.as_deref())
+    })
+    .await
+    .unwrap_or_else(|e| (-1, format!("the CLI call panicked: {e}"), Duration::ZERO))
+}
+
 /// A manager over the profile's `FileStore` (what the workers and the CLI use).
 fn profile_manager(profile_dir: &Path, config: &Value) -> Result<SessionManager, String> {
     let provider = ProviderConfig::from_value(config.clone())
@@ -464,7 +489,7 @@ async fn sign_in(target: &Target, cli_path: Option<&Path>, home: &Path) -> Resul
         }
         login.extend(["--email".into(), target.email.clone()]);
         let login: Vec<&str> = login.iter().map(String::as_str).collect();
-        let (code, stderr, _) = cli(cli_path, home, &login, Some(&target.password));
+        let (code, stderr, _) = cli_async(cli_path, home, &login, Some(&target.password)).await;
         return if code == 0 {
             Ok(())
         } else {
@@ -637,7 +662,12 @@ async fn soak_target(
 
     // The session must have survived: with the faults gone, the profile's token works.
     (target.faults)().clear_all();
-    let manager = profile_manager(&profile_dir, &target.config)?;
+    // Its own user agent, so the servers' records tell it from the CLI's processes.
+    let mut check_config = target.config.clone();
+    if let Some(object) = check_config.as_object_mut() {
+        object.insert("user_agent".into(), "authmux-soak-check".into());
+    }
+    let manager = profile_manager(&profile_dir, &check_config)?;
     let restored = manager.restore().await;
     let survived = match (restored, manager.current_user().await) {
         (Ok(Some(_)), Ok(_)) => true,
@@ -649,7 +679,7 @@ async fn soak_target(
         }
     };
     if let Some(cli_path) = &cli_path {
-        let (code, stderr, _) = cli(cli_path, &home, &["whoami"], None);
+        let (code, stderr, _) = cli_async(cli_path, &home, &["whoami"], None).await;
         if code != 0 {
             tally
                 .errors
@@ -746,9 +776,13 @@ fn explain_double(
          {processed} times; the requests carrying it (faulted ones too):"
     );
     let fault = |r: &RecordedRequest| {
-        r.fault
-            .as_ref()
-            .map_or_else(String::new, |f| format!(", faulted: {f}"))
+        let answer = r
+            .status
+            .map_or_else(|| "no answer".to_owned(), |s| format!("answered {s}"));
+        r.fault.as_ref().map_or_else(
+            || format!(", {answer}"),
+            |f| format!(", {answer}, faulted: {f}"),
+        )
     };
     for request in &carrying {
         println!(
@@ -859,8 +893,12 @@ async fn conduct(args: &[String]) -> Result<(), String> {
         total.calls, total.transient, total.definitive, total.lost, total.doubles, total.max_ms
     );
     if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("the soak FAILED:\n  {}", failures.join("\n  ")))
+        return Ok(());
     }
+    // On stdout, with the report (what `cargo xtask` repeats after a failure).
+    println!("soak FAILED:\n  {}", failures.join("\n  "));
+    Err(format!(
+        "the soak FAILED ({} of its targets)",
+        failures.len()
+    ))
 }

@@ -20,6 +20,42 @@ pub(crate) fn run(what: &str, command: &mut Command) -> Result {
     }
 }
 
+/// Like [`run`], and a failure's message ends with the last `keep` lines the command
+/// printed on stdout (which it prints as they come): for a report that must not scroll
+/// out of sight behind what is printed after a failure (servers' logs).
+pub(crate) fn run_reporting(what: &str, command: &mut Command, keep: usize) -> Result {
+    use std::io::BufRead;
+    println!("xtask: $ {}", show(command));
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: cannot start `{}`: {e}", show(command)))?;
+    let mut kept = std::collections::VecDeque::with_capacity(keep);
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            println!("{line}");
+            if kept.len() == keep {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("{what}: cannot wait for `{}`: {e}", show(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({status}): `{}`\n--- its last {} lines of output ---\n{}",
+            show(command),
+            kept.len(),
+            Vec::from(kept).join("\n")
+        ))
+    }
+}
+
 /// Runs `command` with its output appended to `log`, failing with the log's tail when it
 /// does not succeed. For chatty programs whose output matters only when they fail.
 pub(crate) fn run_logged(what: &str, command: &mut Command, log: &Path) -> Result {

@@ -15,10 +15,13 @@ use std::process::Command;
 
 use crate::Result;
 use crate::directus::{self, StartFlags};
-use crate::run::run;
+use crate::run::{run, run_reporting};
 
 /// The soak's length when `--seconds` is not given (and in CI).
 pub(crate) const DEFAULT_SECONDS: u64 = 60;
+
+/// How many of the soak's last output lines a failure repeats.
+const REPORT_LINES: usize = 80;
 
 /// Runs `cargo xtask soak [--seconds N]`.
 pub(crate) fn main(args: &[String]) -> Result {
@@ -62,12 +65,15 @@ pub(crate) fn soak(env: &[(&'static str, String)], seconds: u64) -> Result {
         ]),
     )?;
     let bin = crate::ci::target_dir().join("debug");
-    run(
+    // Its report is repeated in the error, after the servers' logs `cargo xtask ci`
+    // prints on a failure, so it is what a CI log ends with.
+    run_reporting(
         "the soak",
         Command::new(exe(&bin, "authmux-soak"))
             .args(["conduct", "--seconds", &seconds.to_string(), "--cli"])
             .arg(exe(&bin, "authmux"))
             .envs(env.iter().cloned()),
+        REPORT_LINES,
     )
 }
 

@@ -22,9 +22,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// How long an exiting command waits for the refreshes it started in the background:
-/// beyond the default request timeout (30 s).
-const SETTLE_REFRESHES: std::time::Duration = std::time::Duration::from_secs(35);
+/// How long an exiting command waits at most for a refresh it started in the
+/// background. A refresh that has sent its refresh token must not be cut off before it
+/// saves the answer (the server may have rotated the token: the session would be lost),
+/// so this is beyond the sum of a refresh's own bounded steps with the default
+/// settings: the store's lock (35 s for a caller whose token expired, 0.1 s in the
+/// background), the request (30 s) and its one retry (up to 2 s later, 30 s), and the
+/// save (10 s for the file store's write lock). It only bounds a store or transport
+/// that ignores its own timeouts.
+const SETTLE_REFRESHES: std::time::Duration = std::time::Duration::from_secs(150);
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {

@@ -790,7 +790,13 @@ impl SessionManager {
     }
 
     /// Waits until no refresh runs, in the background or otherwise (for tests and
-    /// orderly shutdowns: a background refresh's outcome is then in the state).
+    /// orderly shutdowns: a background refresh's outcome is then in the state, and
+    /// saved unless the save failed: [`SessionManager::flush`] tells).
+    ///
+    /// A process should call it before it exits: a runtime shut down mid-refresh loses
+    /// the server's answer, and with it a refresh token the server may already have
+    /// rotated. Every step of a refresh has its own bound (the store lock's wait, the
+    /// request timeout, one retry, the store's own timeouts), so it returns.
     pub async fn idle(&self) {
         loop {
             if !self.inner.ahead.load(Ordering::Acquire) {
@@ -1241,7 +1247,12 @@ impl SessionManager {
             .session()
             .is_some_and(|s| !s.tokens.is_expired_at(self.inner.clock.now()));
         let mut wait = match reason {
-            Reason::Due if valid => DUE_LOCK_WAIT.min(self.inner.config.store_lock_timeout),
+            // A background refresh-ahead too: holding out for the lock would only keep
+            // the manager busy (and an exiting process waiting in `idle`); the next
+            // call in the window tries again, or finds what the holder wrote.
+            Reason::Due | Reason::Ahead if valid => {
+                DUE_LOCK_WAIT.min(self.inner.config.store_lock_timeout)
+            }
             _ => self.inner.config.store_lock_timeout,
         };
         loop {
@@ -1746,8 +1757,8 @@ fn new_lineage() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
-/// How long a caller whose token is due but still valid waits for the store's refresh
-/// lock before carrying on with its valid token: long enough for a networked store's
+/// How long a caller whose token is due but still valid (or a background refresh-ahead)
+/// waits for the store's refresh lock before carrying on with its valid token: long enough for a networked store's
 /// lock (a Redis `SET NX` is one round trip, which a zero wait never allows), short
 /// enough that a busy or hung peer does not noticeably block callers.
 const DUE_LOCK_WAIT: Duration = Duration::from_millis(100);

@@ -208,6 +208,37 @@ async fn a_hung_lock_holder_blocks_nobody_forever() {
     assert_eq!(provider.record().refresh_calls, 1);
 }
 
+/// A background refresh-ahead does not hold out for another process's lock (the store
+/// lock timeout, 35 s by default): it gives up at once, the valid token stays in use,
+/// and the manager is idle again, so an exiting process (the CLI waits for `idle`) is
+/// not kept waiting. With the lock free again, the next call in the window refreshes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_refresh_does_not_hold_out_for_a_busy_lock() {
+    let clock = ManualClock::at_unix(1_800_000_000);
+    let provider = Scripted::new(clock.clone());
+    let store = Unreliable::default();
+    let lock_hangs = Arc::clone(&store.lock_hangs);
+    let manager = manager_over(&provider, store);
+    manager.login(&credentials()).await.unwrap();
+    let before = manager.access_token().await.unwrap();
+    lock_hangs.store(true, Ordering::SeqCst);
+    // In the refresh window, still valid: handed out, and a refresh-ahead starts.
+    clock.advance(Duration::from_secs(880));
+    assert_eq!(manager.access_token().await.unwrap(), before);
+    tokio::time::timeout(Duration::from_secs(10), manager.idle())
+        .await
+        .expect("the background refresh waited for the busy lock");
+    assert_eq!(provider.record().refresh_calls, 0);
+    assert_eq!(manager.access_token().await.unwrap(), before);
+    manager.idle().await;
+    // The peer goes away: the next call in the window refreshes in the background.
+    lock_hangs.store(false, Ordering::SeqCst);
+    manager.access_token().await.unwrap();
+    manager.idle().await;
+    assert_eq!(provider.record().refresh_calls, 1);
+    assert_ne!(manager.access_token().await.unwrap(), before);
+}
+
 /// Defect 5: a refresh whose save failed keeps the session dirty; the next calls save
 /// it once the store works, so the store never keeps the spent refresh token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

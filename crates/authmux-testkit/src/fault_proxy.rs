@@ -397,9 +397,23 @@ impl Shared {
         let index = self
             .recorder
             .record(&endpoint, &head, std::time::SystemTime::now());
-        let request = (request, head);
-        let Some(fault) = self.faults.next_for(&endpoint) else {
-            return self.forward(&endpoint, request).await;
+        let answered = self.answer(index, &endpoint, (request, head)).await;
+        if let Ok(response) = &answered {
+            self.recorder.record_status(index, response.status());
+        }
+        answered
+    }
+
+    /// The answer to the request recorded as `index`: the upstream's, or what a
+    /// scripted fault makes of it.
+    async fn answer(
+        &self,
+        index: usize,
+        endpoint: &str,
+        request: (Outgoing, FakeRequest),
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let Some(fault) = self.faults.next_for(endpoint) else {
+            return self.forward(endpoint, request).await;
         };
         self.recorder.record_fault(index, &fault);
         let fault = match crate::faults::canned_answer(fault, |status, message| {
@@ -416,7 +430,7 @@ impl Shared {
                 Err(ProxyError("hung by fault injection"))
             }
             Fault::EditJson { pointer, edit } => {
-                let (mut parts, body) = self.forward_buffered(&endpoint, request).await?;
+                let (mut parts, body) = self.forward_buffered(endpoint, request).await?;
                 let body = match crate::faults::edit_json(&body, &pointer, &edit) {
                     Some(edited) => {
                         parts.headers.remove(CONTENT_LENGTH);
@@ -429,15 +443,15 @@ impl Shared {
             Fault::DropConnection => Err(ProxyError("connection dropped by fault injection")),
             Fault::Delay(by) => {
                 tokio::time::sleep(by).await;
-                self.forward(&endpoint, request).await
+                self.forward(endpoint, request).await
             }
             Fault::DelayAnswer(by) => {
-                let (parts, body) = self.forward_buffered(&endpoint, request).await?;
+                let (parts, body) = self.forward_buffered(endpoint, request).await?;
                 tokio::time::sleep(by).await;
                 Ok(Response::from_parts(parts, ProxyBody::full(body)))
             }
             Fault::TruncatedBody => {
-                let (mut parts, body) = self.forward_buffered(&endpoint, request).await?;
+                let (mut parts, body) = self.forward_buffered(endpoint, request).await?;
                 let full_len = body.len();
                 // Promise the full length, deliver half, then abort the connection.
                 parts
@@ -447,7 +461,7 @@ impl Shared {
                 Ok(Response::from_parts(parts, ProxyBody::truncated(kept)))
             }
             Fault::OversizedBody(size) => {
-                let (mut parts, body) = self.forward_buffered(&endpoint, request).await?;
+                let (mut parts, body) = self.forward_buffered(endpoint, request).await?;
                 let mut padded = body.to_vec();
                 if padded.len() < size {
                     // Trailing whitespace keeps JSON valid: only a size limit can refuse it.

@@ -41,6 +41,9 @@ pub struct RecordedRequest {
     /// What the server did instead of answering normally (a scripted fault, its rate
     /// limit), as `Debug` text; `None` for a normal answer.
     pub fault: Option<String>,
+    /// The status the server answered with; `None` while it is being answered, and
+    /// when it answered none (a dropped connection, a hang).
+    pub status: Option<u16>,
 }
 
 impl RecordedRequest {
@@ -152,6 +155,7 @@ impl Recorder {
             body: req.body().clone(),
             at,
             fault: None,
+            status: None,
         });
         log.requests.len() - 1
     }
@@ -161,6 +165,14 @@ impl Recorder {
     pub fn record_fault(&self, index: usize, fault: impl std::fmt::Debug) {
         if let Some(request) = self.lock().requests.get_mut(index) {
             request.fault = Some(format!("{fault:?}"));
+        }
+    }
+
+    /// Notes the status request `index` was answered with (the server calls this):
+    /// [`RecordedRequest::status`].
+    pub fn record_status(&self, index: usize, status: http::StatusCode) {
+        if let Some(request) = self.lock().requests.get_mut(index) {
+            request.status = Some(status.as_u16());
         }
     }
 

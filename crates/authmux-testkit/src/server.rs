@@ -586,8 +586,25 @@ impl Shared {
             request.params.clone_from(params);
         }
         let index = self.recorder.record(&endpoint_name, &request, self.now());
+        let answered = Arc::clone(&self)
+            .answer(index, &endpoint_name, routed, request)
+            .await;
+        if let Ok(response) = &answered {
+            self.recorder.record_status(index, response.status());
+        }
+        answered
+    }
 
-        if let Some((left, limit)) = self.over_limit(peer.ip()) {
+    /// The answer to the request recorded as `index`: the handler's, or what a
+    /// scripted fault or the rate limit makes of it.
+    async fn answer(
+        self: Arc<Self>,
+        index: usize,
+        endpoint_name: &str,
+        routed: Option<(&'static str, HashMap<String, String>)>,
+        request: FakeRequest,
+    ) -> Result<http::Response<FakeBody>, ConnectionDropped> {
+        if let Some((left, limit)) = self.over_limit(request.peer.ip()) {
             self.recorder
                 .record_fault(index, format_args!("the server's rate limit"));
             let resp = self
@@ -596,7 +613,7 @@ impl Shared {
             return Ok(self.finish(resp));
         }
 
-        let fault = self.faults.next_for(&endpoint_name);
+        let fault = self.faults.next_for(endpoint_name);
         if let Some(fault) = &fault {
             self.recorder.record_fault(index, fault);
         }
