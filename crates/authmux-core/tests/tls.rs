@@ -81,6 +81,16 @@ async fn server(alpn: &[&[u8]]) -> (u16, Arc<AtomicUsize>) {
     (port, answered)
 }
 
+fn is_connect_error(err: &AuthError) -> bool {
+    matches!(
+        err,
+        AuthError::Transport {
+            kind: TransportErrorKind::Connect,
+            ..
+        }
+    )
+}
+
 fn transports() -> [(&'static str, Arc<dyn Transport>); 2] {
     [
         ("hyper", Arc::new(HyperTransport::new().unwrap())),
@@ -101,19 +111,12 @@ const CHILD: &str = "AUTHMUX_TLS_TEST_CHILD";
 
 #[test]
 fn https_is_verified_and_speaks_http2_or_http1() {
-    if std::env::var_os(CHILD).is_some() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(checks());
-        return;
-    }
-    let ca = fixture("ca.pem").display().to_string();
-    authmux_testkit::child::rerun(
+    authmux_testkit::child::checks_in_child(
         "https_is_verified_and_speaks_http2_or_http1",
-        &[(CHILD, "1".to_owned()), ("SSL_CERT_FILE", ca)],
+        CHILD,
+        &[("SSL_CERT_FILE", fixture("ca.pem").display().to_string())],
         &[],
+        checks,
     );
 }
 
@@ -138,16 +141,63 @@ async fn checks() {
         let err = get(&*transport, &format!("https://127.0.0.1:{both}/wrong-name"))
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                AuthError::Transport {
-                    kind: TransportErrorKind::Connect,
-                    ..
-                }
-            ),
-            "{name}: {err:?}"
-        );
+        assert!(is_connect_error(&err), "{name}: {err:?}");
     }
     assert_eq!(answered.load(Ordering::SeqCst), 2);
+}
+
+/// Set in the child process of the test below.
+const NO_ROOTS_CHILD: &str = "AUTHMUX_TLS_NO_ROOTS_CHILD";
+
+/// On a machine without root certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR` naming
+/// nothing), the default transport still builds and talks plain http to a loopback
+/// server; an https request fails, typed, as a connect error saying TLS is not
+/// available. (The certificates are read on the first https connection.)
+#[test]
+fn without_root_certificates_http_works_and_https_is_a_typed_connect_error() {
+    let nowhere = fixture("no-such-file.pem").display().to_string();
+    authmux_testkit::child::checks_in_child(
+        "without_root_certificates_http_works_and_https_is_a_typed_connect_error",
+        NO_ROOTS_CHILD,
+        &[
+            ("SSL_CERT_FILE", nowhere.clone()),
+            ("SSL_CERT_DIR", nowhere),
+        ],
+        &[],
+        no_roots_checks,
+    );
+}
+
+async fn no_roots_checks() {
+    let transport = HyperTransport::new().expect("builds without reading certificates");
+    // A plain-http loopback server answering 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let io = hyper_util::rt::TokioIo::new(socket);
+            let service = hyper::service::service_fn(|_request: http::Request<_>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                    Bytes::from_static(b"plain"),
+                )))
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+        }
+    });
+    assert_eq!(
+        get(&transport, &format!("http://127.0.0.1:{port}/"))
+            .await
+            .unwrap(),
+        "plain"
+    );
+    let (tls_port, answered) = server(&[b"http/1.1"]).await;
+    let err = get(&transport, &format!("https://localhost:{tls_port}/"))
+        .await
+        .unwrap_err();
+    assert!(is_connect_error(&err), "{err:?}");
+    assert!(
+        format!("{err}{err:?}").contains("TLS is not available"),
+        "{err:?}"
+    );
+    assert_eq!(answered.load(Ordering::SeqCst), 0);
 }

@@ -43,3 +43,27 @@ pub fn rerun(test: &str, set: &[(&str, String)], remove: &[&str]) -> String {
     );
     report
 }
+
+/// The whole pattern: in the child (where `marker` is set), runs `checks` to the end
+/// on a current-thread runtime; in the parent, [`rerun`]s `test` with `marker` set to
+/// `"1"` plus `set`, and `remove` taken out. The checks read anything else they need
+/// (a port, say) from the variables in `set`.
+pub fn checks_in_child<F: std::future::Future<Output = ()>>(
+    test: &str,
+    marker: &str,
+    set: &[(&str, String)],
+    remove: &[&str],
+    checks: impl FnOnce() -> F,
+) {
+    if std::env::var_os(marker).is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(checks());
+        return;
+    }
+    let mut all = vec![(marker, "1".to_owned())];
+    all.extend(set.iter().cloned());
+    rerun(test, &all, remove);
+}

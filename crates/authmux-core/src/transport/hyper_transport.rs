@@ -11,9 +11,12 @@ use http::header::{ACCEPT, HeaderValue, USER_AGENT};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Body as _;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::exchange::{Collector, Exchange, Failure, limits_of, race, until};
 use super::{RequestLimits, Transport, TransportConfig};
@@ -28,6 +31,11 @@ use crate::error::{AuthError, TransportErrorKind};
 /// authmux, `TCP_NODELAY`, pooled connections) for a fraction of reqwest's CPU per
 /// request (figures in docs/benchmarks.md): it skips reqwest's own request and
 /// response types and layers.
+///
+/// The platform's root certificates are read on the first https connection, not when
+/// the transport is built: one that only talks plain http to a loopback server never
+/// reads them and works on a machine without any; without them, an https request
+/// fails as a connect error saying TLS is not available.
 ///
 /// Proxies: the environment is read once, when the transport is built (`HTTP_PROXY`,
 /// `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl and reqwest read them). A request
@@ -49,7 +57,7 @@ use crate::error::{AuthError, TransportErrorKind};
 /// ```
 #[derive(Clone)]
 pub struct HyperTransport {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<LazyTls, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
     user_agent: HeaderValue,
@@ -94,17 +102,14 @@ impl HyperTransport {
         // https:// goes through the TLS layer around this connector.
         http.enforce_http(false);
         http.set_nodelay(true);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(provider)
-            .map_err(|e| transport_error(TransportErrorKind::Other, &e))?
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
+        let connector = LazyTls {
+            http,
+            tls: Arc::default(),
+        };
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .timer(hyper_util::rt::TokioTimer::new())
-            .build(https);
+            .build(connector);
         Ok(Self {
             client,
             timeout: config.timeout,
@@ -200,6 +205,80 @@ impl Transport for HyperTransport {
         match self.to_hyper(request) {
             Ok(request) => Box::pin(exchange(self.client.request(request), until, cap)),
             Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+}
+
+/// The connector: plain TCP for `http://`, rustls for `https://`, whose configuration
+/// (the platform's root certificates, read from disk, about 6 ms) is made on the first
+/// https connection rather than when the transport is built, so that a transport
+/// that only ever talks plain http to a loopback server (a test, a local
+/// development server) never reads them, and works on a machine without any.
+#[derive(Clone)]
+struct LazyTls {
+    http: HttpConnector,
+    /// The TLS connector, or why it could not be made (no root certificates).
+    tls: Arc<std::sync::OnceLock<Result<HttpsConnector<HttpConnector>, String>>>,
+}
+
+impl LazyTls {
+    /// The TLS connector, made now if this is the first https connection.
+    fn tls(&self) -> Result<HttpsConnector<HttpConnector>, String> {
+        self.tls
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_provider_and_platform_verifier(provider)
+                    .map_err(|e| format!("TLS is not available: {e}"))?;
+                Ok(builder
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(self.http.clone()))
+            })
+            .clone()
+    }
+}
+
+/// An error of the connector (hyper-util's client classifies every one as a connect
+/// error).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future of one connection.
+type Connecting = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<MaybeHttpsStream<TokioIo<TcpStream>>, BoxError>>
+            + Send,
+    >,
+>;
+
+impl tower_service::Service<http::Uri> for LazyTls {
+    type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        // Both connectors are always ready; each is made ready again below anyway.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, destination: http::Uri) -> Connecting {
+        if destination.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            match self.tls() {
+                Ok(mut tls) => Box::pin(async move {
+                    std::future::poll_fn(|cx| tls.poll_ready(cx)).await?;
+                    tls.call(destination).await
+                }),
+                Err(reason) => Box::pin(std::future::ready(Err(reason.into()))),
+            }
+        } else {
+            let mut http = self.http.clone();
+            Box::pin(async move {
+                std::future::poll_fn(|cx| http.poll_ready(cx)).await?;
+                Ok(MaybeHttpsStream::Http(http.call(destination).await?))
+            })
         }
     }
 }
