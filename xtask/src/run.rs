@@ -103,3 +103,27 @@ pub(crate) fn show(command: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_repeats_the_last_lines_of_output() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo first; echo second; echo third; exit 3"]);
+        let error = run_reporting("the script", &mut command, 2).unwrap_err();
+        assert!(error.starts_with("the script failed"), "{error}");
+        let (_, output) = error
+            .split_once("--- its last 2 lines of output ---\n")
+            .unwrap();
+        assert_eq!(output, "second\nthird");
+    }
+
+    #[test]
+    fn a_success_is_ok() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo fine"]);
+        assert_eq!(run_reporting("the script", &mut command, 5), Ok(()));
+    }
+}
