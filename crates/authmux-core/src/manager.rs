@@ -1758,9 +1758,10 @@ fn new_lineage() -> String {
 }
 
 /// How long a caller whose token is due but still valid (or a background refresh-ahead)
-/// waits for the store's refresh lock before carrying on with its valid token: long enough for a networked store's
-/// lock (a Redis `SET NX` is one round trip, which a zero wait never allows), short
-/// enough that a busy or hung peer does not noticeably block callers.
+/// waits for the store's refresh lock before carrying on with its valid token: long
+/// enough for a networked store's lock (a Redis `SET NX` is one round trip, which a
+/// zero wait never allows), short enough that a busy or hung peer does not noticeably
+/// block callers.
 const DUE_LOCK_WAIT: Duration = Duration::from_millis(100);
 
 /// The error when another process keeps the store's refresh lock past the deadline.

@@ -55,15 +55,28 @@ pub fn checks_in_child<F: std::future::Future<Output = ()>>(
     remove: &[&str],
     checks: impl FnOnce() -> F,
 ) {
-    if std::env::var_os(marker).is_some() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(checks());
+    if run_if_child(marker, checks) {
         return;
     }
     let mut all = vec![(marker, "1".to_owned())];
     all.extend(set.iter().cloned());
     rerun(test, &all, remove);
+}
+
+/// The child's side alone, for a parent that must prepare something (a server) before
+/// it [`rerun`]s: in the child (where `marker` is set), runs `checks` to the end on a
+/// current-thread runtime and returns `true`; in the parent, returns `false` at once.
+pub fn run_if_child<F: std::future::Future<Output = ()>>(
+    marker: &str,
+    checks: impl FnOnce() -> F,
+) -> bool {
+    if std::env::var_os(marker).is_none() {
+        return false;
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(checks());
+    true
 }

@@ -163,16 +163,19 @@ impl Recorder {
     /// Notes what the server did instead of answering request `index` normally (the
     /// server calls this): [`RecordedRequest::fault`].
     pub fn record_fault(&self, index: usize, fault: impl std::fmt::Debug) {
-        if let Some(request) = self.lock().requests.get_mut(index) {
-            request.fault = Some(format!("{fault:?}"));
-        }
+        self.update(index, |request| request.fault = Some(format!("{fault:?}")));
     }
 
     /// Notes the status request `index` was answered with (the server calls this):
     /// [`RecordedRequest::status`].
     pub fn record_status(&self, index: usize, status: http::StatusCode) {
+        self.update(index, |request| request.status = Some(status.as_u16()));
+    }
+
+    /// Changes what request `index` records (nothing when there is no such request).
+    fn update(&self, index: usize, change: impl FnOnce(&mut RecordedRequest)) {
         if let Some(request) = self.lock().requests.get_mut(index) {
-            request.status = Some(status.as_u16());
+            change(request);
         }
     }
 
