@@ -6,9 +6,18 @@
 //! another process, so the CPU time measured (the sum over this process's threads of
 //! `/proc/self/task/*/schedstat`, in nanoseconds) is the client's alone. Eight callers
 //! send requests concurrently, each one after the other, reading every answer to its
-//! end. The variants run interleaved, round after round, so that a change of machine
-//! load hits them alike; each ratio is taken within a round and the median over the
-//! rounds is reported.
+//! end, on one runtime worker thread (`AUTHMUX_BENCH_WORKERS` overrides): the client and
+//! the single-threaded server then have one core each of a two-core machine. (With two
+//! workers, three busy threads share two cores, and the CPU time per request of one
+//! client swings by 15 % from run to run with the scheduling.)
+//!
+//! Each comparison is a pair of clients measured in blocks of four short runs, A B B A
+//! (B A A B every other block), so that a drift of the machine's load within a block
+//! cancels out; the pairs take turns, block after block. A block's ratio is B's CPU
+//! time over A's; the median over the blocks is reported with a 95 % confidence
+//! interval (a bootstrap of the median over the blocks), and a goal is met when the
+//! whole interval is within it. The control pair (the same client twice) shows the
+//! noise floor.
 //!
 //! Writes its section of `docs/benchmarks.md` (between `<!-- integrations:begin -->`
 //! and `<!-- integrations:end -->`).
@@ -43,9 +52,15 @@ use tower::{Layer, Service, ServiceExt};
 
 const TOKEN: &str = "bench-token";
 const CALLERS: usize = 8;
-/// Rounds by default (`AUTHMUX_BENCH_ROUNDS` overrides): enough that each variant runs
-/// in every position of the round several times.
-const ROUNDS: usize = 36;
+/// Blocks per pair by default (`AUTHMUX_BENCH_BLOCKS` overrides).
+const BLOCKS: usize = 100;
+/// Requests per caller and run by default (`AUTHMUX_BENCH_REQUESTS_PER_CALLER`
+/// overrides): 2,000 requests a run, about 50 ms of the hyper-util client.
+const PER_CALLER: usize = 250;
+/// The goals: CPU per request at most this times the static-header client's...
+const CPU_GOAL: f64 = 1.05;
+/// ... and throughput at least this times its.
+const THROUGHPUT_GOAL: f64 = 0.95;
 
 type Hyper = Client<HttpConnector, Full<Bytes>>;
 
@@ -234,15 +249,102 @@ async fn authorize_cost(
     (static_ns, authorized_ns)
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT met" }
+/// A measured ratio: the median over the blocks and its 95 % confidence interval.
+#[derive(Debug, Clone, Copy)]
+struct Ratio {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Ratio {
+    /// The median of `ratios` and a bootstrap of it: the median of 2,000 resamples
+    /// (with replacement, a fixed seed), their 2.5th and 97.5th percentiles.
+    fn of(ratios: &[f64]) -> Ratio {
+        const RESAMPLES: usize = 2000;
+        // xorshift64*: enough randomness for resampling, and the same every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            usize::try_from(state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64)
+                .expect("less than n")
+        };
+        let mut medians: Vec<f64> = (0..RESAMPLES)
+            .map(|_| {
+                median(
+                    (0..ratios.len())
+                        .map(|_| ratios[next(ratios.len())])
+                        .collect(),
+                )
+            })
+            .collect();
+        medians.sort_by(f64::total_cmp);
+        Ratio {
+            median: median(ratios.to_vec()),
+            low: medians[RESAMPLES * 25 / 1000],
+            high: medians[RESAMPLES * 975 / 1000],
+        }
+    }
+
+    /// "met" when the whole interval is within the goal, "NOT met" when none of it is,
+    /// "undecided" when the interval straddles it.
+    fn verdict(self, within: impl Fn(f64) -> bool) -> &'static str {
+        match (within(self.low), within(self.high)) {
+            (true, true) => "met",
+            (false, false) => "NOT met",
+            _ => "undecided",
+        }
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}x [{:.3}, {:.3}]", self.median, self.low, self.high)
+    }
+}
+
+/// The comparisons: (label, A the static-header client, B the one compared with it,
+/// whether the goals apply).
+const PAIRS: [(&str, Variant, Variant, bool); 4] = [
+    (
+        "`AuthMiddleware` vs the same reqwest-middleware client with a static header",
+        Variant::BareMiddleware,
+        Variant::AuthMiddleware,
+        true,
+    ),
+    (
+        "`AuthLayer` vs the same hyper-util client with a static header",
+        Variant::Hyper,
+        Variant::AuthLayer,
+        true,
+    ),
+    (
+        "reqwest-middleware (no middleware) vs plain reqwest, both with a static header",
+        Variant::Reqwest,
+        Variant::BareMiddleware,
+        false,
+    ),
+    (
+        "control: the same hyper-util client vs itself (the noise floor)",
+        Variant::Hyper,
+        Variant::HyperControl,
+        false,
+    ),
+];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
-    let per_caller: usize = std::env::var("AUTHMUX_BENCH_REQUESTS_PER_CALLER")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
+    let per_caller = env_usize("AUTHMUX_BENCH_REQUESTS_PER_CALLER", PER_CALLER);
+    let blocks = env_usize("AUTHMUX_BENCH_BLOCKS", BLOCKS);
+    let workers = env_usize("AUTHMUX_BENCH_WORKERS", 1);
     let mut server = Command::new(env!("CARGO_BIN_EXE_authmux-bench-server"))
         .arg(TOKEN)
         .stdin(Stdio::piped())
@@ -255,14 +357,6 @@ fn main() {
         .unwrap();
     let base = url::Url::parse(line.trim()).expect("the server prints its URL");
 
-    let rounds: usize = std::env::var("AUTHMUX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(ROUNDS);
-    let workers: usize = std::env::var("AUTHMUX_BENCH_WORKERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -297,9 +391,7 @@ fn main() {
         if let Ok(which) = std::env::var("AUTHMUX_BENCH_PROFILE") {
             // One variant alone (its index in `VARIANTS`), for `perf` or callgrind.
             let variant = VARIANTS[which.parse::<usize>().expect("a variant index")];
-            let rounds = std::env::var("AUTHMUX_BENCH_PROFILE_ROUNDS")
-                .map_or(10, |n| n.parse().expect("a number of rounds"));
-            for _ in 0..rounds {
+            for _ in 0..env_usize("AUTHMUX_BENCH_PROFILE_ROUNDS", 10) {
                 run(&clients, variant, per_caller).await;
             }
             return None;
@@ -307,122 +399,155 @@ fn main() {
         let cost = authorize_cost(&manager, &clients.uri, &clients.header).await;
         // Warm up: connections open, allocator and caches settled.
         for variant in VARIANTS {
-            run(&clients, variant, per_caller / 4).await;
+            run(&clients, variant, per_caller).await;
         }
-        let mut results: Vec<Vec<Measured>> = vec![Vec::new(); VARIANTS.len()];
-        let n = VARIANTS.len();
-        for round in 0..rounds {
-            // Each round starts one variant later, and every other cycle runs backwards,
-            // so that each variant runs in every position and after each neighbour.
-            let mut order: Vec<usize> = (0..n).map(|i| (i + round) % n).collect();
-            if (round / n) % 2 == 1 {
-                order.reverse();
-            }
-            for i in order {
-                results[i].push(run(&clients, VARIANTS[i], per_caller).await);
+        // For each pair and block: the four runs, in the order A B B A.
+        let mut measured: Vec<Vec<[Measured; 4]>> = vec![Vec::new(); PAIRS.len()];
+        for block in 0..blocks {
+            for k in 0..PAIRS.len() {
+                // The pairs take turns starting a block.
+                let p = (k + block) % PAIRS.len();
+                let (_, a, b, _) = PAIRS[p];
+                let backwards = block % 2 == 1;
+                let order = if backwards {
+                    [b, a, a, b]
+                } else {
+                    [a, b, b, a]
+                };
+                let mut runs = Vec::with_capacity(4);
+                for variant in order {
+                    runs.push(run(&clients, variant, per_caller).await);
+                }
+                if backwards {
+                    // Stored as A B B A whichever order they ran in.
+                    runs.swap(0, 1);
+                    runs.swap(2, 3);
+                }
+                measured[p].push(runs.try_into().unwrap());
             }
         }
-        Some((results, cost))
+        Some((measured, cost))
     });
     drop(server.stdin.take());
     let _ = server.wait();
-    let Some((results, (static_ns, authorized_ns))) = results else {
+    let Some((measured, (static_ns, authorized_ns))) = results else {
         return;
     };
+    report(
+        &measured,
+        per_caller,
+        blocks,
+        workers,
+        static_ns,
+        authorized_ns,
+    );
+}
 
+fn report(
+    measured: &[Vec<[Measured; 4]>],
+    per_caller: usize,
+    blocks: usize,
+    workers: usize,
+    static_ns: f64,
+    authorized_ns: f64,
+) {
     let requests = (CALLERS * per_caller) as f64;
-    let cpu_us = |i: usize, round: usize| results[i][round].cpu as f64 / 1_000.0 / requests;
-    let rps = |i: usize, round: usize| requests / results[i][round].wall.as_secs_f64();
-    // User and system ticks of a variant, summed over all rounds.
-    let ticks = |i: usize| {
-        results[i]
-            .iter()
-            .fold((0u64, 0u64), |(u, s), m| (u + m.user, s + m.system))
-    };
+    // Every run of every variant, whichever pair it ran in.
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); VARIANTS.len()];
     let idx = |v: Variant| VARIANTS.iter().position(|x| *x == v).unwrap();
-    // The median ratio over the rounds, with its first and third quartiles.
-    let ratio = |f: &dyn Fn(usize, usize) -> f64, a: Variant, b: Variant| {
-        let mut all: Vec<f64> = (0..rounds).map(|r| f(idx(a), r) / f(idx(b), r)).collect();
-        all.sort_by(f64::total_cmp);
-        (all[rounds / 4], all[rounds / 2], all[3 * rounds / 4])
-    };
+    for (p, (_, a, b, _)) in PAIRS.into_iter().enumerate() {
+        for block in &measured[p] {
+            runs[idx(a)].extend([block[0], block[3]]);
+            runs[idx(b)].extend([block[1], block[2]]);
+        }
+    }
     let mut rows = String::new();
     for (i, variant) in VARIANTS.into_iter().enumerate() {
+        let cpu_us: Vec<f64> = runs[i]
+            .iter()
+            .map(|m| m.cpu as f64 / 1_000.0 / requests)
+            .collect();
+        let rps: Vec<f64> = runs[i]
+            .iter()
+            .map(|m| requests / m.wall.as_secs_f64())
+            .collect();
         rows.push_str(&format!(
             "| {} | {:.1} µs | {:.0} req/s |\n",
             variant.label(),
-            median((0..rounds).map(|r| cpu_us(i, r)).collect()),
-            median((0..rounds).map(|r| rps(i, r)).collect()),
+            median(cpu_us),
+            median(rps),
         ));
     }
-    let pairs = [
-        (
-            "`AuthMiddleware` vs the same reqwest-middleware client with a static header",
-            Variant::AuthMiddleware,
-            Variant::BareMiddleware,
-        ),
-        (
-            "`AuthMiddleware` vs plain reqwest with a static header",
-            Variant::AuthMiddleware,
-            Variant::Reqwest,
-        ),
-        (
-            "`AuthLayer` vs the same hyper-util client with a static header",
-            Variant::AuthLayer,
-            Variant::Hyper,
-        ),
-        (
-            "control: the same hyper-util client vs itself (the noise floor)",
-            Variant::HyperControl,
-            Variant::Hyper,
-        ),
-    ];
     let mut ratios = String::new();
-    for (label, a, b) in pairs {
-        let (cpu_q1, cpu, cpu_q3) = ratio(&cpu_us, a, b);
-        let (tput_q1, tput, tput_q3) = ratio(&rps, a, b);
-        let (cpu_verdict, tput_verdict) = if a == Variant::HyperControl {
-            ("", "")
+    for (p, (label, _, _, goals)) in PAIRS.into_iter().enumerate() {
+        let blocks = &measured[p];
+        let cpu = Ratio::of(
+            &blocks
+                .iter()
+                .map(|m| (m[1].cpu + m[2].cpu) as f64 / (m[0].cpu + m[3].cpu) as f64)
+                .collect::<Vec<_>>(),
+        );
+        // Throughput: the same number of requests, so the ratio of the wall times.
+        let throughput = Ratio::of(
+            &blocks
+                .iter()
+                .map(|m| {
+                    (m[0].wall + m[3].wall).as_secs_f64() / (m[1].wall + m[2].wall).as_secs_f64()
+                })
+                .collect::<Vec<_>>(),
+        );
+        let (cpu_verdict, throughput_verdict) = if goals {
+            (
+                cpu.verdict(|r| r <= CPU_GOAL),
+                throughput.verdict(|r| r >= THROUGHPUT_GOAL),
+            )
         } else {
-            (verdict(cpu <= 1.05), verdict(tput >= 0.95))
+            ("", "")
         };
-        let ((user_a, system_a), (user_b, system_b)) = (ticks(idx(a)), ticks(idx(b)));
+        let ticks = |runs: &mut dyn Iterator<Item = &Measured>| {
+            runs.fold((0u64, 0u64), |(u, s), m| (u + m.user, s + m.system))
+        };
+        let (user_a, system_a) = ticks(&mut blocks.iter().flat_map(|m| [&m[0], &m[3]]));
+        let (user_b, system_b) = ticks(&mut blocks.iter().flat_map(|m| [&m[1], &m[2]]));
         let share = |x: u64, y: u64| x as f64 / y.max(1) as f64;
         ratios.push_str(&format!(
-            "| {label} | {cpu:.3}x [{cpu_q1:.3}, {cpu_q3:.3}] {cpu_verdict} | \
-             {tput:.3}x [{tput_q1:.3}, {tput_q3:.3}] {tput_verdict} | {:.3}x / {:.3}x |\n",
-            share(user_a, user_b),
-            share(system_a, system_b),
+            "| {label} | {cpu} {cpu_verdict} | {throughput} {throughput_verdict} | {:.3}x / {:.3}x |\n",
+            share(user_b, user_a),
+            share(system_b, system_a),
         ));
     }
+    let hyper_share = {
+        let hyper = VARIANTS.iter().position(|x| *x == Variant::Hyper).unwrap();
+        let (user, system) = runs[hyper]
+            .iter()
+            .fold((0u64, 0u64), |(u, s), m| (u + m.user, s + m.system));
+        100.0 * system as f64 / (user + system).max(1) as f64
+    };
     let section = format!(
         "Written by `cargo bench -p authmux-integration-tests --bench layers` \
          (`tests/bench/layers.rs`) on its last run. Client CPU time per request (all threads \
          of the client process, from `/proc/self/task/*/schedstat`) and throughput, {CALLERS} \
-         concurrent callers on {workers} runtime worker thread(s), {} requests per variant and round, {rounds} rounds run \
-         interleaved (each round starts one variant later, every other cycle backwards, so \
-         every variant runs in every position); the server (`GET /hello`, 5 bytes) is another \
-         process, started by the benchmark. Medians over the rounds; each ratio is taken \
-         within a round (so both sides saw the same machine load), then the median is \
-         reported with the first and third quartiles over the rounds in brackets. The \
-         control row compares the static-header hyper-util client with itself: how far apart \
-         two identical clients measure on this machine in this run. The last column splits \
-         the CPU time into user and system (kernel) time, each summed over all rounds \
-         (`/proc/self/stat`, in clock ticks): what authmux adds is user-space work, while \
-         the kernel's share (sockets, wake-ups) is the same for every client: {:.0} % of \
-         the static-header hyper-util client's CPU time in this run.\n\n\
+         concurrent callers on {workers} runtime worker thread(s) (the server, `GET /hello` \
+         answering 5 bytes, is another process with one thread: each has a core of this \
+         two-core machine), {} requests a run. Each comparison ran in {blocks} blocks of four \
+         runs, A B B A or B A A B, the pairs taking turns: a block's ratio compares runs \
+         next to each other in time, and the order cancels a drift of the machine's load \
+         within it. The ratio is the median over the blocks, with its 95 % confidence \
+         interval in brackets (a bootstrap of the median); a goal is met when the whole \
+         interval is within it, and undecided when the interval straddles it. The control \
+         row compares the static-header hyper-util client with itself: how far apart two \
+         identical clients measure in this run. The last column splits the CPU time into \
+         user and system (kernel) time, summed over the blocks (`/proc/self/stat`, in \
+         clock ticks); the kernel's share of the static-header hyper-util client's CPU \
+         time: {hyper_share:.0} %.\n\n\
          | client | CPU per request | throughput |\n|---|---|---|\n{rows}\n\
-         | ratio (goal: CPU <= 1.05x, throughput >= 0.95x) | CPU | throughput | user / system time |\n|---|---|---|---|\n\
+         | ratio (goal: CPU <= {CPU_GOAL}x, throughput >= {THROUGHPUT_GOAL}x) | CPU | throughput | user / system time |\n|---|---|---|---|\n\
          {ratios}\n\
          In-process, without the network: building a request with a static header costs \
          {static_ns:.0} ns; building one and authorizing it as the integrations do (hot-path \
          session, a copy kept for a replay, the provider's credentials) costs \
          {authorized_ns:.0} ns, so authorizing itself adds {:.0} ns per request.\n",
         CALLERS * per_caller,
-        {
-            let (user, system) = ticks(idx(Variant::Hyper));
-            100.0 * system as f64 / (user + system).max(1) as f64
-        },
         authorized_ns - static_ns
     );
     println!("{section}");

@@ -161,6 +161,87 @@ pub fn same_origin_uri(base: &Url, uri: &http::Uri) -> bool {
         }) == base.port_or_known_default()
 }
 
+/// A base URL's origin, with what checking a request against it takes worked out once:
+/// what an integration keeps to decide, for every request, whether it is for its
+/// provider. Its answers are [`same_origin`]'s and [`same_origin_uri`]'s on the base
+/// URL, without slicing or comparing the base URL's parts again for each request.
+///
+/// ```
+/// use authmux_core::session::Origin;
+///
+/// let origin = Origin::new(&"https://api.example.com/v1/".parse().unwrap());
+/// assert!(origin.contains_url(&"https://api.example.com/items".parse().unwrap()));
+/// assert!(origin.contains_uri(&"https://api.example.com:443/items".parse().unwrap()));
+/// assert!(!origin.contains_uri(&"https://evil.example.com/".parse().unwrap()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    base: Url,
+    /// `scheme://host[:port]` as `base` writes it (the port only when not the scheme's
+    /// default): how every URL on this origin without user information starts.
+    prefix: Box<str>,
+    /// `host[:port]`, the end of `prefix`.
+    authority: Box<str>,
+    /// The base's port, or its scheme's default one.
+    port: Option<u16>,
+    /// Whether the base's scheme has an origin (`http`, `https`, `ws`, `wss`); any
+    /// other scheme's origin is opaque, and nothing is on it.
+    tuple: bool,
+}
+
+impl Origin {
+    /// The origin of `base`.
+    pub fn new(base: &Url) -> Self {
+        let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
+        Self {
+            prefix: format!("{}://{authority}", base.scheme()).into(),
+            authority: authority.into(),
+            port: base.port_or_known_default(),
+            tuple: matches!(base.scheme(), "http" | "https" | "ws" | "wss"),
+            base: base.clone(),
+        }
+    }
+
+    /// The base URL this origin is of.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Whether `url` is on this origin: `same_origin(base, url)`. `Url` writes every
+    /// host of the schemes with an origin (`http`, `https`, `ws`, `wss`) one way
+    /// (lowercase, IP addresses canonical), so the host's text decides.
+    pub fn contains_url(&self, url: &Url) -> bool {
+        // The common case, one comparison: the URL starts with the base's scheme and
+        // authority, and its path, query or fragment follows (not more of a port or
+        // host, not user information). Anything else goes to the full check.
+        if !self.tuple {
+            return false;
+        }
+        if let Some(rest) = url.as_str().strip_prefix(&*self.prefix)
+            && matches!(rest.as_bytes().first(), Some(b'/' | b'?' | b'#'))
+        {
+            return true;
+        }
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.port
+    }
+
+    /// Whether an absolute `uri` is on this origin: `same_origin_uri(base, uri)`.
+    pub fn contains_uri(&self, uri: &http::Uri) -> bool {
+        // The common case, two comparisons: the authority written exactly as the
+        // base's. Anything else (another case, a written default port, user
+        // information) goes to the full check.
+        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
+            && scheme == self.base.scheme()
+            && authority.as_str() == &*self.authority
+        {
+            return true;
+        }
+        same_origin_uri(&self.base, uri)
+    }
+}
+
 /// The signed-in user, in the dialect-neutral shape plus the raw JSON.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct UserProfile {
@@ -328,7 +409,7 @@ mod tests {
     use crate::token::Expiry;
 
     #[test]
-    fn same_origin_agrees_with_the_url_crates_origin_and_with_the_uri_check() {
+    fn same_origin_agrees_with_the_url_crates_origin_and_with_the_uri_check_and_origin() {
         let urls = [
             "https://api.example.com/",
             "https://api.example.com:443/x?y=1",
@@ -340,6 +421,8 @@ mod tests {
             "https://api.example.com.evil.test/",
             "http://127.0.0.1:8080/",
             "http://127.0.0.1:8081/",
+            // A prefix of another base's port (8080): a URL on that one is not on this.
+            "http://127.0.0.1:808/",
             "http://[::1]:8080/",
             "wss://api.example.com/",
             "file:///etc/passwd",
@@ -350,9 +433,19 @@ mod tests {
             for b in urls {
                 let b = Url::parse(b).unwrap();
                 assert_eq!(same_origin(&a, &b), a.origin() == b.origin(), "{a} {b}");
+                assert_eq!(
+                    Origin::new(&a).contains_url(&b),
+                    same_origin(&a, &b),
+                    "{a} {b}"
+                );
                 if matches!(b.scheme(), "http" | "https") {
                     let uri: http::Uri = b.as_str().parse().unwrap();
                     assert_eq!(same_origin_uri(&a, &uri), same_origin(&a, &b), "{a} {b}");
+                    assert_eq!(
+                        Origin::new(&a).contains_uri(&uri),
+                        same_origin(&a, &b),
+                        "{a} {b}"
+                    );
                 }
             }
             // URIs as written, not as `Url` normalizes them: the quick comparison of
@@ -371,11 +464,27 @@ mod tests {
                 "http://[::1]:8080/x",
                 "http://[0:0:0:0:0:0:0:1]:8080/x",
                 "https://api.example.com.evil.test/x",
+                "https://api.example.com@evil.test/x",
+                "https://api.example.com:443@evil.test/x",
+                "https://api.example.com:4430/x",
+                "http://127.0.0.1:8080@evil.test/x",
+                "https://api.example.com?x=1",
+                "https://api.example.com#top",
             ] {
                 let uri: http::Uri = raw.parse().unwrap();
                 let url = Url::parse(raw).unwrap();
                 assert_eq!(
                     same_origin_uri(&a, &uri),
+                    same_origin(&a, &url),
+                    "{a} {raw}"
+                );
+                assert_eq!(
+                    Origin::new(&a).contains_uri(&uri),
+                    same_origin(&a, &url),
+                    "{a} {raw}"
+                );
+                assert_eq!(
+                    Origin::new(&a).contains_url(&url),
                     same_origin(&a, &url),
                     "{a} {raw}"
                 );

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use authmux_core::provider::{RequestTarget, authorize_headers};
-use authmux_core::session::same_origin;
+use authmux_core::session::Origin;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use reqwest_middleware::{Error, Middleware, Next, Result};
 #[derive(Debug, Clone)]
 pub struct AuthMiddleware {
     manager: SessionManager,
+    /// The provider's origin, worked out once: what every request is checked against.
+    origin: Origin,
 }
 
 impl AuthMiddleware {
@@ -26,7 +28,10 @@ impl AuthMiddleware {
     /// (or restored) before requests to the session's origin are sent; until then
     /// they fail with [`AuthError::NotSignedIn`].
     pub fn new(manager: SessionManager) -> Self {
-        Self { manager }
+        Self {
+            origin: Origin::new(manager.provider().base_url()),
+            manager,
+        }
     }
 
     /// The manager this middleware authorizes with.
@@ -36,20 +41,43 @@ impl AuthMiddleware {
 }
 
 /// Adds `session`'s credentials to `request` (the provider's rules, headers marked
-/// sensitive).
-fn authorize(manager: &SessionManager, session: &Session, request: &mut Request) -> Result<()> {
-    // Take the headers out (no allocation) so the method and path can be borrowed.
-    let mut headers = std::mem::take(request.headers_mut());
-    let result = authorize_headers(
-        manager.provider().as_ref(),
-        session,
-        RequestTarget {
-            method: request.method(),
-            path: request.url().path(),
-        },
-        &mut headers,
-    );
-    *request.headers_mut() = headers;
+/// sensitive). `copy`, the request's copy to replay (the same method and URL), lends
+/// the dialect what it decides by, so the request's headers need not be taken out to
+/// be changed beside them.
+fn authorize(
+    manager: &SessionManager,
+    session: &Session,
+    request: &mut Request,
+    copy: Option<&Request>,
+) -> Result<()> {
+    let provider = manager.provider().as_ref();
+    let result = match copy {
+        Some(copy) => authorize_headers(
+            provider,
+            session,
+            RequestTarget {
+                method: copy.method(),
+                path: copy.url().path(),
+            },
+            request.headers_mut(),
+        ),
+        None => {
+            // Take the headers out (no allocation) so the method and path can be
+            // borrowed.
+            let mut headers = std::mem::take(request.headers_mut());
+            let result = authorize_headers(
+                provider,
+                session,
+                RequestTarget {
+                    method: request.method(),
+                    path: request.url().path(),
+                },
+                &mut headers,
+            );
+            *request.headers_mut() = headers;
+            result
+        }
+    };
     result.map_err(Error::middleware)
 }
 
@@ -61,7 +89,11 @@ fn replay_copy(request: &Request) -> Option<Request> {
         return request.try_clone();
     }
     let mut copy = Request::new(request.method().clone(), request.url().clone());
-    *copy.headers_mut() = request.headers().clone();
+    // No headers yet is common (the credentials are not in yet, and reqwest adds the
+    // client's defaults later): the new request's empty map as it is.
+    if !request.headers().is_empty() {
+        *copy.headers_mut() = request.headers().clone();
+    }
     *copy.version_mut() = request.version();
     Some(copy)
 }
@@ -93,8 +125,7 @@ impl Middleware for AuthMiddleware {
     {
         // The caller chose its own credentials, or the request is not for the
         // provider's origin at all: pass it through, asking the manager nothing.
-        if request.headers().contains_key(AUTHORIZATION)
-            || !same_origin(self.manager.provider().base_url(), request.url())
+        if request.headers().contains_key(AUTHORIZATION) || !self.origin.contains_url(request.url())
         {
             return next.run(request, extensions);
         }
@@ -102,16 +133,14 @@ impl Middleware for AuthMiddleware {
             // No token to hand out now (none yet, expired, a refresh to wait for).
             return Box::pin(self.handle_after_waiting(request, extensions, next));
         };
-        if session.base_url != *self.manager.provider().base_url()
-            && !session.is_same_origin(request.url())
-        {
+        if session.base_url != *self.origin.base_url() && !session.is_same_origin(request.url()) {
             // A session restored for another base URL than the provider's.
             return next.run(request, extensions);
         }
         // Before the credentials go in: the copy to replay carries none. `None` for a
         // streaming body, which cannot be sent twice.
         let replay = replay_copy(&request);
-        if let Err(error) = authorize(&self.manager, &session, &mut request) {
+        if let Err(error) = authorize(&self.manager, &session, &mut request, replay.as_ref()) {
             return Box::pin(std::future::ready(Err(error)));
         }
         Box::pin(async move {
@@ -149,7 +178,7 @@ impl AuthMiddleware {
             return next.run(request, extensions).await;
         }
         let replay = replay_copy(&request);
-        authorize(&self.manager, &session, &mut request)?;
+        authorize(&self.manager, &session, &mut request, replay.as_ref())?;
         let response = next.clone().run(request, extensions).await?;
         if !is_refusal(&session, &response) {
             return Ok(response);
@@ -179,7 +208,7 @@ impl AuthMiddleware {
             return Ok(response);
         };
         drop(response);
-        authorize(&self.manager, &refreshed, &mut replay)?;
+        authorize(&self.manager, &refreshed, &mut replay, None)?;
         next.run(replay, extensions).await
     }
 }

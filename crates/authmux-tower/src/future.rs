@@ -12,7 +12,7 @@ use authmux_core::Session;
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use crate::{Error, Shared, replay_after_401};
+use crate::{Error, ReplayCopy, Shared, replay_after_401};
 
 /// A boxed future of the rare paths.
 type Boxed<R, E> = Pin<Box<dyn Future<Output = Result<Response<R>, Error<E>>> + Send>>;
@@ -22,7 +22,7 @@ type Boxed<R, E> = Pin<Box<dyn Future<Output = Result<Response<R>, Error<E>>> + 
 pub(crate) struct After<S, B> {
     pub(crate) shared: Arc<Shared<S>>,
     pub(crate) session: Arc<Session>,
-    pub(crate) replay: Option<Request<B>>,
+    pub(crate) replay: Option<ReplayCopy<B>>,
 }
 
 pin_project_lite::pin_project! {

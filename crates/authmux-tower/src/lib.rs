@@ -10,11 +10,11 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
-use authmux_core::provider::authorize_request;
-use authmux_core::session::same_origin_uri;
+use authmux_core::provider::{RequestTarget, authorize_headers, authorize_request};
+use authmux_core::session::Origin;
 use authmux_core::{AuthError, SessionManager};
 use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
+use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -60,6 +60,8 @@ pub struct AuthService<S> {
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     manager: SessionManager,
+    /// The provider's origin, worked out once: what every request is checked against.
+    origin: Origin,
     /// A clone of `inner` for replays after a 401, made on the first authorized
     /// request and shared by the service's clones (even those made before it): the
     /// hot path hands each request's future a reference to it rather than a clone of
@@ -73,6 +75,7 @@ impl<S> AuthService<S> {
         Self {
             inner,
             shared: Arc::new(Shared {
+                origin: Origin::new(manager.provider().base_url()),
                 manager,
                 replayer: OnceLock::new(),
             }),
@@ -153,10 +156,10 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let manager = &self.shared.manager;
-        let base = manager.provider().base_url();
+        let origin = &self.shared.origin;
         // The caller chose its own credentials, or the request is not for the
         // provider's origin at all: pass it through, asking the manager nothing.
-        if request.headers().contains_key(AUTHORIZATION) || !same_origin_uri(base, request.uri()) {
+        if request.headers().contains_key(AUTHORIZATION) || !origin.contains_uri(request.uri()) {
             return ResponseFuture::sending(self.inner.call(request), None);
         }
         let Some(session) = manager.try_usable_session() else {
@@ -167,15 +170,15 @@ where
             let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(call_after_waiting(shared, inner, request)));
         };
-        if session.base_url != *base && !session.is_same_origin_uri(request.uri()) {
+        if session.base_url != *origin.base_url() && !session.is_same_origin_uri(request.uri()) {
             // A session restored for another base URL than the provider's.
             return ResponseFuture::sending(self.inner.call(request), None);
         }
         // The hot path, all before the future: the copy to replay (made before the
         // credentials go in: it carries none), the credentials, and the call on the
         // service `poll_ready` made ready. A replay goes to the shared clone.
-        let replay = copy_request(&request);
-        if let Err(error) = authorize_request(manager.provider().as_ref(), &session, &mut request) {
+        let replay = ReplayCopy::of(&request);
+        if let Err(error) = authorize(manager, &session, &mut request, replay.as_ref()) {
             return ResponseFuture::boxed(Box::pin(std::future::ready(Err(Error::Auth(error)))));
         }
         let shared = self.for_replay();
@@ -211,8 +214,8 @@ where
         // A session restored for another base URL than the provider's.
         return inner.call(request).await.map_err(Error::Service);
     }
-    let replay = copy_request(&request);
-    authorize_request(manager.provider().as_ref(), &session, &mut request).map_err(Error::Auth)?;
+    let replay = ReplayCopy::of(&request);
+    authorize(manager, &session, &mut request, replay.as_ref()).map_err(Error::Auth)?;
     let response = inner.call(request).await.map_err(Error::Service)?;
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(response);
@@ -252,7 +255,7 @@ where
 pub(crate) async fn replay_after_401<S, B, R>(
     shared: Arc<Shared<S>>,
     session: Arc<authmux_core::Session>,
-    replay: Option<Request<B>>,
+    replay: Option<ReplayCopy<B>>,
     response: Response<R>,
 ) -> Result<Response<R>, Error<S::Error>>
 where
@@ -263,24 +266,82 @@ where
         .session_after_unauthorized(&session)
         .await
         .map_err(Error::Auth)?;
-    let Some(mut replay) = replay else {
+    let Some(replay) = replay else {
         // The body is gone; the next request goes out with the refreshed session.
         return Ok(response);
     };
     drop(response);
+    let mut replay = replay.into_request();
     authorize_request(manager.provider().as_ref(), &refreshed, &mut replay).map_err(Error::Auth)?;
     replay_on(&shared.replayer, replay)
         .await
         .map_err(Error::Service)
 }
 
-/// A copy of `request` to replay, if its body can be copied.
-fn copy_request<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
-    let mut copy = Request::new(request.body().try_clone_body()?);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
-    Some(copy)
+/// Adds `session`'s credentials to `request`. `copy`, the request's copy to replay
+/// (the same method and path), lends the dialect what it decides by, so the request's
+/// headers need not be taken out to be changed beside them.
+fn authorize<B>(
+    manager: &SessionManager,
+    session: &authmux_core::Session,
+    request: &mut Request<B>,
+    copy: Option<&ReplayCopy<B>>,
+) -> Result<(), AuthError> {
+    let provider = manager.provider().as_ref();
+    match copy {
+        Some(copy) => authorize_headers(
+            provider,
+            session,
+            RequestTarget {
+                method: &copy.method,
+                path: copy.uri.path(),
+            },
+            request.headers_mut(),
+        ),
+        None => authorize_request(provider, session, request),
+    }
+}
+
+/// A request's copy kept for a replay after a `401`: its parts as they were before the
+/// credentials went in, made into a request only if a replay happens.
+pub(crate) struct ReplayCopy<B> {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: B,
+}
+
+impl<B: ReplayBody> ReplayCopy<B> {
+    /// A copy of `request`, if its body can be copied.
+    fn of(request: &Request<B>) -> Option<Self> {
+        Some(Self {
+            body: request.body().try_clone_body()?,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            // No headers yet is common (the credentials are not in yet, and a client
+            // adds its defaults later): an empty map, not a copy of one.
+            headers: if request.headers().is_empty() {
+                HeaderMap::new()
+            } else {
+                request.headers().clone()
+            },
+            extensions: request.extensions().clone(),
+        })
+    }
+}
+
+impl<B> ReplayCopy<B> {
+    /// The request to replay.
+    fn into_request(self) -> Request<B> {
+        let mut request = Request::new(self.body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        *request.extensions_mut() = self.extensions;
+        request
+    }
 }
