@@ -234,13 +234,20 @@ async fn authorize_cost(
             .body(Full::<Bytes>::default())
             .unwrap();
         let session = manager.try_usable_session().unwrap();
-        let mut copy = http::Request::new(request.body().clone());
-        *copy.uri_mut() = request.uri().clone();
-        *copy.headers_mut() = request.headers().clone();
-        authmux_core::provider::authorize_request(
+        // The copy's parts, and the credentials added beside them, as `AuthService` does.
+        let copy = (
+            request.method().clone(),
+            request.uri().clone(),
+            request.body().clone(),
+        );
+        authmux_core::provider::authorize_headers(
             manager.provider().as_ref(),
             &session,
-            &mut request,
+            authmux_core::provider::RequestTarget {
+                method: &copy.0,
+                path: copy.1.path(),
+            },
+            request.headers_mut(),
         )
         .unwrap();
         std::hint::black_box((request, copy));
