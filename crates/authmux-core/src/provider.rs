@@ -183,18 +183,32 @@ pub fn authorize_request<B, P: AuthProvider + ?Sized>(
     session: &Session,
     request: &mut Request<B>,
 ) -> Result<(), AuthError> {
-    // Take the headers out (no allocation) so the method and path can be borrowed.
-    let mut headers = std::mem::take(request.headers_mut());
-    let result = authorize_headers(
+    authorize_in_place(
         provider,
         session,
-        RequestTarget {
+        request,
+        Request::headers_mut,
+        |request| RequestTarget {
             method: request.method(),
             path: request.uri().path(),
         },
-        &mut headers,
-    );
-    *request.headers_mut() = headers;
+    )
+}
+
+/// [`authorize_headers`] on a request of any type (an `http::Request`, a
+/// `reqwest::Request`), given how to reach its headers and what it is for: the
+/// headers are taken out for the call (no allocation), so the method and path can be
+/// read beside them, then put back.
+pub fn authorize_in_place<R: ?Sized, P: AuthProvider + ?Sized>(
+    provider: &P,
+    session: &Session,
+    request: &mut R,
+    headers: fn(&mut R) -> &mut HeaderMap,
+    target: fn(&R) -> RequestTarget<'_>,
+) -> Result<(), AuthError> {
+    let mut taken = std::mem::take(headers(request));
+    let result = authorize_headers(provider, session, target(request), &mut taken);
+    *headers(request) = taken;
     result
 }
 

@@ -130,16 +130,27 @@ pub fn same_origin(base: &Url, url: &Url) -> bool {
 /// Whether an absolute `uri` is on `base`'s origin (see [`same_origin`]). A relative
 /// URI (no scheme or host) is not.
 pub fn same_origin_uri(base: &Url, uri: &http::Uri) -> bool {
-    // The common case first, two comparisons: the request's authority written exactly
-    // as the base's (`host[:port]`, the port only when not the scheme's default, as
-    // `Url` keeps it). Anything else (another case, a written default port, user
-    // information) is decided below.
-    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
-        && scheme == base.scheme()
-        && authority.as_str() == &base[url::Position::BeforeHost..url::Position::AfterPort]
-    {
-        return true;
-    }
+    uri_written_as(
+        uri,
+        base.scheme(),
+        &base[url::Position::BeforeHost..url::Position::AfterPort],
+    ) || uri_on_base(base, uri)
+}
+
+/// The common case, two comparisons: `uri` written with exactly `scheme` and
+/// `authority` (`host[:port]`, the port only when not the scheme's default, as `Url`
+/// keeps it). Anything else (another case, a written default port, user information)
+/// is for [`uri_on_base`] to decide.
+fn uri_written_as(uri: &http::Uri, scheme: &str, authority: &str) -> bool {
+    matches!(
+        (uri.scheme_str(), uri.authority()),
+        (Some(s), Some(a)) if s == scheme && a.as_str() == authority
+    )
+}
+
+/// The full check of [`same_origin_uri`], past its quick comparison: hosts in another
+/// case or IPv6 written another way, default ports written out.
+fn uri_on_base(base: &Url, uri: &http::Uri) -> bool {
     let same_host = match (uri.host(), base.host_str()) {
         (Some(a), Some(b)) => {
             let a = a.trim_start_matches('[').trim_end_matches(']');
@@ -180,10 +191,6 @@ pub struct Origin {
     /// `scheme://host[:port]` as `base` writes it (the port only when not the scheme's
     /// default): how every URL on this origin without user information starts.
     prefix: Box<str>,
-    /// `host[:port]`, the end of `prefix`.
-    authority: Box<str>,
-    /// The base's port, or its scheme's default one.
-    port: Option<u16>,
     /// Whether the base's scheme has an origin (`http`, `https`, `ws`, `wss`); any
     /// other scheme's origin is opaque, and nothing is on it.
     tuple: bool,
@@ -195,8 +202,6 @@ impl Origin {
         let authority = &base[url::Position::BeforeHost..url::Position::AfterPort];
         Self {
             prefix: format!("{}://{authority}", base.scheme()).into(),
-            authority: authority.into(),
-            port: base.port_or_known_default(),
             tuple: matches!(base.scheme(), "http" | "https" | "ws" | "wss"),
             base: base.clone(),
         }
@@ -207,9 +212,7 @@ impl Origin {
         &self.base
     }
 
-    /// Whether `url` is on this origin: `same_origin(base, url)`. `Url` writes every
-    /// host of the schemes with an origin (`http`, `https`, `ws`, `wss`) one way
-    /// (lowercase, IP addresses canonical), so the host's text decides.
+    /// Whether `url` is on this origin: `same_origin(base, url)`.
     pub fn contains_url(&self, url: &Url) -> bool {
         // The common case, one comparison: the URL starts with the base's scheme and
         // authority, and its path, query or fragment follows (not more of a port or
@@ -222,23 +225,15 @@ impl Origin {
         {
             return true;
         }
-        url.scheme() == self.base.scheme()
-            && url.host_str() == self.base.host_str()
-            && url.port_or_known_default() == self.port
+        same_origin(&self.base, url)
     }
 
     /// Whether an absolute `uri` is on this origin: `same_origin_uri(base, uri)`.
     pub fn contains_uri(&self, uri: &http::Uri) -> bool {
-        // The common case, two comparisons: the authority written exactly as the
-        // base's. Anything else (another case, a written default port, user
-        // information) goes to the full check.
-        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
-            && scheme == self.base.scheme()
-            && authority.as_str() == &*self.authority
-        {
-            return true;
-        }
-        same_origin_uri(&self.base, uri)
+        let scheme = self.base.scheme();
+        // The prefix's `host[:port]` follows its `scheme://`.
+        uri_written_as(uri, scheme, &self.prefix[scheme.len() + 3..])
+            || uri_on_base(&self.base, uri)
     }
 }
 

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-use authmux_core::provider::{RequestTarget, authorize_headers};
+use authmux_core::provider::{RequestTarget, authorize_headers, authorize_in_place};
 use authmux_core::session::Origin;
 use std::future::Future;
 use std::pin::Pin;
@@ -61,22 +61,16 @@ fn authorize(
             },
             request.headers_mut(),
         ),
-        None => {
-            // Take the headers out (no allocation) so the method and path can be
-            // borrowed.
-            let mut headers = std::mem::take(request.headers_mut());
-            let result = authorize_headers(
-                provider,
-                session,
-                RequestTarget {
-                    method: request.method(),
-                    path: request.url().path(),
-                },
-                &mut headers,
-            );
-            *request.headers_mut() = headers;
-            result
-        }
+        None => authorize_in_place(
+            provider,
+            session,
+            request,
+            Request::headers_mut,
+            |request| RequestTarget {
+                method: request.method(),
+                path: request.url().path(),
+            },
+        ),
     };
     result.map_err(Error::middleware)
 }
