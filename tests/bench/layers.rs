@@ -14,10 +14,20 @@
 //! Each comparison is a pair of clients measured in blocks of four short runs, A B B A
 //! (B A A B every other block), so that a drift of the machine's load within a block
 //! cancels out; the pairs take turns, block after block. A block's ratio is B's CPU
-//! time over A's; the median over the blocks is reported with a 95 % confidence
-//! interval (a bootstrap of the median over the blocks), and a goal is met when the
-//! whole interval is within it. The control pair (the same client twice) shows the
-//! noise floor.
+//! time over A's. The blocks are shared out among several processes run one after the
+//! other (`AUTHMUX_BENCH_PROCESSES`, 8 by default; each starts its own server): every
+//! process lays out its code and heap in memory differently (address-space
+//! randomization), which moves a client's CPU time by a few per cent, so a single
+//! process measures one draw of that layout. The median over all blocks is reported
+//! with a 95 % confidence interval from a cluster bootstrap (processes drawn with
+//! replacement, then blocks within each), which holds the spread between processes as
+//! well as between blocks, and a goal is met when the whole interval is within it. The
+//! control pair (the same client twice) shows the noise floor; a pass-through
+//! middleware shows what reqwest-middleware itself costs for having a middleware.
+//!
+//! The parent process only starts the measuring processes (this binary again, with
+//! `AUTHMUX_BENCH_CHILD` set), reads what they print, keeps it in
+//! `target/bench-layers-raw.txt` and reports.
 //!
 //! Writes its section of `docs/benchmarks.md` (between `<!-- integrations:begin -->`
 //! and `<!-- integrations:end -->`).
@@ -52,8 +62,11 @@ use tower::{Layer, Service, ServiceExt};
 
 const TOKEN: &str = "bench-token";
 const CALLERS: usize = 8;
-/// Blocks per pair by default (`AUTHMUX_BENCH_BLOCKS` overrides).
-const BLOCKS: usize = 100;
+/// Blocks per pair by default (`AUTHMUX_BENCH_BLOCKS` overrides)...
+const BLOCKS: usize = 96;
+/// ... shared out among this many measuring processes (`AUTHMUX_BENCH_PROCESSES`
+/// overrides), one after the other.
+const PROCESSES: usize = 8;
 /// Requests per caller and run by default (`AUTHMUX_BENCH_REQUESTS_PER_CALLER`
 /// overrides): 2,000 requests a run, about 50 ms of the hyper-util client.
 const PER_CALLER: usize = 250;
@@ -71,6 +84,7 @@ struct Clients {
     header: HeaderValue,
     reqwest: reqwest::Client,
     bare_middleware: ClientWithMiddleware,
+    pass_middleware: ClientWithMiddleware,
     auth_middleware: ClientWithMiddleware,
     hyper: Hyper,
     auth_layer: AuthService<Hyper>,
@@ -82,6 +96,9 @@ enum Variant {
     Reqwest,
     /// reqwest-middleware with no middleware, static bearer header.
     BareMiddleware,
+    /// reqwest-middleware with a middleware that passes every request on as it is,
+    /// static bearer header: what reqwest-middleware itself costs for a middleware.
+    PassMiddleware,
     /// reqwest-middleware with `AuthMiddleware`.
     AuthMiddleware,
     /// hyper-util client, static bearer header.
@@ -93,9 +110,10 @@ enum Variant {
     HyperControl,
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 7] = [
     Variant::Reqwest,
     Variant::BareMiddleware,
+    Variant::PassMiddleware,
     Variant::AuthMiddleware,
     Variant::Hyper,
     Variant::AuthLayer,
@@ -107,11 +125,41 @@ impl Variant {
         match self {
             Self::Reqwest => "reqwest, static bearer header",
             Self::BareMiddleware => "reqwest-middleware (no middleware), static bearer header",
+            Self::PassMiddleware => {
+                "reqwest-middleware + a pass-through middleware, static bearer header"
+            }
             Self::AuthMiddleware => "reqwest-middleware + `AuthMiddleware`",
             Self::Hyper => "hyper-util client, static bearer header",
             Self::AuthLayer => "hyper-util client + `AuthLayer`",
             Self::HyperControl => "control: the hyper-util client, static bearer header, again",
         }
+    }
+}
+
+/// A middleware that passes every request on as it is, returning the next one's future
+/// (no future of its own): reqwest-middleware's own cost for having a middleware.
+struct Pass;
+
+impl reqwest_middleware::Middleware for Pass {
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        request: reqwest::Request,
+        extensions: &'life1 mut http::Extensions,
+        next: reqwest_middleware::Next<'life2>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>>
+                + Send
+                + 'async_trait,
+        >,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        next.run(request, extensions)
     }
 }
 
@@ -133,11 +181,11 @@ async fn one(clients: &mut Clients, variant: Variant) {
             assert_eq!(response.status(), 200);
             response.bytes().await.unwrap();
         }
-        Variant::BareMiddleware | Variant::AuthMiddleware => {
-            let (client, header) = if variant == Variant::BareMiddleware {
-                (&clients.bare_middleware, Some(clients.header.clone()))
-            } else {
-                (&clients.auth_middleware, None)
+        Variant::BareMiddleware | Variant::PassMiddleware | Variant::AuthMiddleware => {
+            let (client, header) = match variant {
+                Variant::BareMiddleware => (&clients.bare_middleware, Some(clients.header.clone())),
+                Variant::PassMiddleware => (&clients.pass_middleware, Some(clients.header.clone())),
+                _ => (&clients.auth_middleware, None),
             };
             let mut request = client.get(&clients.url);
             if let Some(header) = header {
@@ -262,12 +310,18 @@ struct Ratio {
     median: f64,
     low: f64,
     high: f64,
+    /// The lowest and highest median of a single process.
+    spread: (f64, f64),
 }
 
 impl Ratio {
-    /// The median of `ratios` and a bootstrap of it: the median of 2,000 resamples
-    /// (with replacement, a fixed seed), their 2.5th and 97.5th percentiles.
-    fn of(ratios: &[f64]) -> Ratio {
+    /// The median of the block ratios of every process, and a bootstrap of it: the
+    /// median of 2,000 resamples (a fixed seed), their 2.5th and 97.5th percentiles.
+    /// Each resample draws processes with replacement, then blocks within each drawn
+    /// process with replacement (a cluster bootstrap), so the interval holds the spread
+    /// between processes as well as between blocks; `spread` is the lowest and highest
+    /// median of one process.
+    fn of(processes: &[Vec<f64>]) -> Ratio {
         const RESAMPLES: usize = 2000;
         // xorshift64*: enough randomness for resampling, and the same every run.
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -280,18 +334,27 @@ impl Ratio {
         };
         let mut medians: Vec<f64> = (0..RESAMPLES)
             .map(|_| {
-                median(
-                    (0..ratios.len())
-                        .map(|_| ratios[next(ratios.len())])
-                        .collect(),
-                )
+                let mut pooled = Vec::new();
+                for _ in 0..processes.len() {
+                    let blocks = &processes[next(processes.len())];
+                    pooled.extend((0..blocks.len()).map(|_| blocks[next(blocks.len())]));
+                }
+                median(pooled)
             })
             .collect();
         medians.sort_by(f64::total_cmp);
+        let per_process: Vec<f64> = processes.iter().map(|b| median(b.clone())).collect();
         Ratio {
-            median: median(ratios.to_vec()),
+            median: median(processes.concat()),
             low: medians[RESAMPLES * 25 / 1000],
             high: medians[RESAMPLES * 975 / 1000],
+            spread: (
+                per_process.iter().copied().fold(f64::INFINITY, f64::min),
+                per_process
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max),
+            ),
         }
     }
 
@@ -308,13 +371,17 @@ impl Ratio {
 
 impl std::fmt::Display for Ratio {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.3}x [{:.3}, {:.3}]", self.median, self.low, self.high)
+        write!(
+            f,
+            "{:.3}x [{:.3}, {:.3}] (processes {:.3}–{:.3})",
+            self.median, self.low, self.high, self.spread.0, self.spread.1
+        )
     }
 }
 
 /// The comparisons: (label, A the static-header client, B the one compared with it,
 /// whether the goals apply).
-const PAIRS: [(&str, Variant, Variant, bool); 4] = [
+const PAIRS: [(&str, Variant, Variant, bool); 5] = [
     (
         "`AuthMiddleware` vs the same reqwest-middleware client with a static header",
         Variant::BareMiddleware,
@@ -331,6 +398,12 @@ const PAIRS: [(&str, Variant, Variant, bool); 4] = [
         "reqwest-middleware (no middleware) vs plain reqwest, both with a static header",
         Variant::Reqwest,
         Variant::BareMiddleware,
+        false,
+    ),
+    (
+        "reqwest-middleware with a pass-through middleware vs without, both with a static header",
+        Variant::BareMiddleware,
+        Variant::PassMiddleware,
         false,
     ),
     (
@@ -351,7 +424,57 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn main() {
     let per_caller = env_usize("AUTHMUX_BENCH_REQUESTS_PER_CALLER", PER_CALLER);
     let blocks = env_usize("AUTHMUX_BENCH_BLOCKS", BLOCKS);
+    let processes = env_usize("AUTHMUX_BENCH_PROCESSES", PROCESSES).max(1);
     let workers = env_usize("AUTHMUX_BENCH_WORKERS", 1);
+    if std::env::var_os("AUTHMUX_BENCH_PROFILE").is_some() || std::env::var_os(CHILD).is_some() {
+        measure(per_caller, blocks, workers);
+        return;
+    }
+    // The blocks are shared out among processes started one after the other: each has
+    // its own layout of code and heap in memory (address-space randomization), which
+    // moves a client's CPU time by a few per cent from one process to the next.
+    let mut measured: Vec<Vec<Vec<[Measured; 4]>>> = vec![Vec::new(); PAIRS.len()];
+    let mut costs = Vec::new();
+    // What the processes printed, kept for a closer look (`target/bench-layers-raw.txt`).
+    let mut raw = String::new();
+    for process in 0..processes {
+        let share = blocks / processes + usize::from(process < blocks % processes);
+        eprintln!("process {} of {processes}: {share} blocks", process + 1);
+        let output = Command::new(std::env::current_exe().expect("this benchmark's path"))
+            .arg("--bench")
+            .env(CHILD, "1")
+            .env("AUTHMUX_BENCH_BLOCKS", share.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("a measuring process runs");
+        assert!(output.status.success(), "a measuring process failed");
+        let out = String::from_utf8_lossy(&output.stdout);
+        raw.push_str(&format!("process {process}\n{out}"));
+        let (blocks, cost) = parse_measured(&out);
+        for (p, pair) in blocks.into_iter().enumerate() {
+            measured[p].push(pair);
+        }
+        costs.push(cost);
+    }
+    let raw_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("target/bench-layers-raw.txt");
+    if let Err(error) = std::fs::write(&raw_path, raw) {
+        eprintln!("could not write {}: {error}", raw_path.display());
+    }
+    let static_ns = median(costs.iter().map(|c| c.0).collect());
+    let authorized_ns = median(costs.iter().map(|c| c.1).collect());
+    report(&measured, per_caller, workers, static_ns, authorized_ns);
+}
+
+/// Set in the processes that measure (see `main`).
+const CHILD: &str = "AUTHMUX_BENCH_CHILD";
+
+/// One measuring process: starts the server, measures `blocks` blocks of every pair and
+/// prints them on stdout (`parse_measured` reads them back). With
+/// `AUTHMUX_BENCH_PROFILE`, runs one variant alone instead and prints nothing.
+fn measure(per_caller: usize, blocks: usize, workers: usize) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_authmux-bench-server"))
         .arg(TOKEN)
         .stdin(Stdio::piped())
@@ -363,7 +486,6 @@ fn main() {
         .read_line(&mut line)
         .unwrap();
     let base = url::Url::parse(line.trim()).expect("the server prints its URL");
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -389,6 +511,9 @@ fn main() {
             header,
             reqwest: reqwest::Client::new(),
             bare_middleware: reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build(),
+            pass_middleware: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                .with(Pass)
+                .build(),
             auth_middleware: reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
                 .with(AuthMiddleware::new(manager.clone()))
                 .build(),
@@ -440,30 +565,72 @@ fn main() {
     let Some((measured, (static_ns, authorized_ns))) = results else {
         return;
     };
-    report(
-        &measured,
-        per_caller,
-        blocks,
-        workers,
-        static_ns,
-        authorized_ns,
-    );
+    let mut out = format!("cost {static_ns} {authorized_ns}\n");
+    for (p, blocks) in measured.iter().enumerate() {
+        for block in blocks {
+            out.push_str(&format!("block {p}"));
+            for m in block {
+                out.push_str(&format!(
+                    " {} {} {} {}",
+                    m.wall.as_nanos(),
+                    m.cpu,
+                    m.user,
+                    m.system
+                ));
+            }
+            out.push('\n');
+        }
+    }
+    print!("{out}");
 }
 
+/// Reads back what `measure` printed: the blocks of each pair, and the in-process
+/// costs (static, authorized) in nanoseconds.
+fn parse_measured(out: &str) -> (Vec<Vec<[Measured; 4]>>, (f64, f64)) {
+    let mut blocks: Vec<Vec<[Measured; 4]>> = vec![Vec::new(); PAIRS.len()];
+    let mut cost = None;
+    for line in out.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["cost", s, a] => cost = Some((s.parse().unwrap(), a.parse().unwrap())),
+            ["block", p, rest @ ..] if rest.len() == 16 => {
+                let n: Vec<u64> = rest.iter().map(|x| x.parse().unwrap()).collect();
+                let runs: Vec<Measured> = n
+                    .chunks(4)
+                    .map(|m| Measured {
+                        wall: Duration::from_nanos(m[0]),
+                        cpu: m[1],
+                        user: m[2],
+                        system: m[3],
+                    })
+                    .collect();
+                blocks[p.parse::<usize>().unwrap()].push(runs.try_into().unwrap());
+            }
+            _ => panic!("unexpected line from a measuring process: {line:?}"),
+        }
+    }
+    (
+        blocks,
+        cost.expect("the measuring process printed its costs"),
+    )
+}
+
+/// `measured[pair][process]`: the blocks one process measured for one pair.
 fn report(
-    measured: &[Vec<[Measured; 4]>],
+    measured: &[Vec<Vec<[Measured; 4]>>],
     per_caller: usize,
-    blocks: usize,
     workers: usize,
     static_ns: f64,
     authorized_ns: f64,
 ) {
     let requests = (CALLERS * per_caller) as f64;
+    let processes = measured[0].len();
+    let blocks: usize = measured[0].iter().map(Vec::len).sum();
     // Every run of every variant, whichever pair it ran in.
     let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); VARIANTS.len()];
     let idx = |v: Variant| VARIANTS.iter().position(|x| *x == v).unwrap();
     for (p, (_, a, b, _)) in PAIRS.into_iter().enumerate() {
-        for block in &measured[p] {
+        for block in measured[p].iter().flatten() {
             runs[idx(a)].extend([block[0], block[3]]);
             runs[idx(b)].extend([block[1], block[2]]);
         }
@@ -487,22 +654,34 @@ fn report(
     }
     let mut ratios = String::new();
     for (p, (label, _, _, goals)) in PAIRS.into_iter().enumerate() {
-        let blocks = &measured[p];
+        let processes = &measured[p];
         let cpu = Ratio::of(
-            &blocks
+            &processes
                 .iter()
-                .map(|m| (m[1].cpu + m[2].cpu) as f64 / (m[0].cpu + m[3].cpu) as f64)
+                .map(|blocks| {
+                    blocks
+                        .iter()
+                        .map(|m| (m[1].cpu + m[2].cpu) as f64 / (m[0].cpu + m[3].cpu) as f64)
+                        .collect()
+                })
                 .collect::<Vec<_>>(),
         );
         // Throughput: the same number of requests, so the ratio of the wall times.
         let throughput = Ratio::of(
-            &blocks
+            &processes
                 .iter()
-                .map(|m| {
-                    (m[0].wall + m[3].wall).as_secs_f64() / (m[1].wall + m[2].wall).as_secs_f64()
+                .map(|blocks| {
+                    blocks
+                        .iter()
+                        .map(|m| {
+                            (m[0].wall + m[3].wall).as_secs_f64()
+                                / (m[1].wall + m[2].wall).as_secs_f64()
+                        })
+                        .collect()
                 })
                 .collect::<Vec<_>>(),
         );
+        let blocks: Vec<&[Measured; 4]> = processes.iter().flatten().collect();
         let (cpu_verdict, throughput_verdict) = if goals {
             (
                 cpu.verdict(|r| r <= CPU_GOAL),
@@ -539,9 +718,15 @@ fn report(
          two-core machine), {} requests a run. Each comparison ran in {blocks} blocks of four \
          runs, A B B A or B A A B, the pairs taking turns: a block's ratio compares runs \
          next to each other in time, and the order cancels a drift of the machine's load \
-         within it. The ratio is the median over the blocks, with its 95 % confidence \
-         interval in brackets (a bootstrap of the median); a goal is met when the whole \
-         interval is within it, and undecided when the interval straddles it. The control \
+         within it. The blocks were shared out among {processes} processes run one after \
+         the other (each with its own server): every process lays out code and heap in \
+         memory differently, which moves a client's CPU time by a few per cent, so one \
+         process alone is one draw of that layout. The ratio is the median over all \
+         blocks, with its 95 % confidence interval in brackets (a bootstrap drawing \
+         processes, then blocks within them, so the interval holds the spread between \
+         processes), and the lowest and highest median of a single process; a goal is met \
+         when the whole interval is within it, and undecided when the interval straddles \
+         it. The control \
          row compares the static-header hyper-util client with itself: how far apart two \
          identical clients measure in this run. The last column splits the CPU time into \
          user and system (kernel) time, summed over the blocks (`/proc/self/stat`, in \
