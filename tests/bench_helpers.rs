@@ -1,5 +1,6 @@
 //! Measuring and reporting helpers shared by the benchmarks of this crate (`bench/`,
-//! `benches/`): client CPU time, medians, and the sections of `docs/benchmarks.md`.
+//! `benches/`): client CPU time, medians, cachegrind's counts, and the sections of
+//! `docs/benchmarks.md`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -80,4 +81,70 @@ pub fn write_section(path: &Path, name: &str, heading: &str, body: &str) -> std:
         _ => format!("{}\n\n## {heading}\n\n{block}\n", text.trim_end()),
     };
     std::fs::write(path, new)
+}
+
+/// Cachegrind's totals for one run (`valgrind --tool=cachegrind --cache-sim=yes`):
+/// instructions, first-level instruction- and data-cache misses, last-level misses
+/// (instruction and data together).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CacheCounts {
+    /// Instructions executed (`I refs`).
+    pub instructions: f64,
+    /// First-level instruction-cache misses (`I1 misses`).
+    pub i1: f64,
+    /// First-level data-cache misses, reads and writes (`D1 misses`).
+    pub d1: f64,
+    /// Last-level misses (`LLi misses` + `LLd misses`).
+    pub ll: f64,
+}
+
+impl CacheCounts {
+    /// Reads the summary cachegrind prints on stderr (`==pid== I   refs:  1,234`);
+    /// `None` when a line is missing.
+    ///
+    /// ```
+    /// use authmux_integration_tests::bench::CacheCounts;
+    /// let stderr = "==6411== I   refs:      454,362,972\n\
+    ///               ==6411== I1  misses:     19,634,812\n\
+    ///               ==6411== LLi misses:          8,153\n\
+    ///               ==6411== D1  misses:      6,795,452  (  3,435,990 rd   +  3,359,462 wr)\n\
+    ///               ==6411== LLd misses:         30,064  (      9,118 rd   +     20,946 wr)\n";
+    /// let counts = CacheCounts::parse(stderr).unwrap();
+    /// assert_eq!(counts.instructions, 454_362_972.0);
+    /// assert_eq!(counts.i1, 19_634_812.0);
+    /// assert_eq!(counts.d1, 6_795_452.0);
+    /// assert_eq!(counts.ll, 38_217.0);
+    /// assert_eq!(CacheCounts::parse("==1== I   refs: 12\n"), None);
+    /// ```
+    pub fn parse(stderr: &str) -> Option<CacheCounts> {
+        let number = |key: &str| -> Option<f64> {
+            let line = stderr
+                .lines()
+                .find_map(|l| l.split_once("== ")?.1.strip_prefix(key))?;
+            let digits: String = line
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        Some(CacheCounts {
+            instructions: number("I   refs:")?,
+            i1: number("I1  misses:")?,
+            d1: number("D1  misses:")?,
+            ll: number("LLi misses:")? + number("LLd misses:")?,
+        })
+    }
+
+    /// `self - earlier`, over `requests` requests: per request when both ran the same
+    /// setup and `self` ran `requests` more requests.
+    pub fn per_request(self, earlier: CacheCounts, requests: f64) -> CacheCounts {
+        CacheCounts {
+            instructions: (self.instructions - earlier.instructions) / requests,
+            i1: (self.i1 - earlier.i1) / requests,
+            d1: (self.d1 - earlier.d1) / requests,
+            ll: (self.ll - earlier.ll) / requests,
+        }
+    }
 }

@@ -29,6 +29,12 @@
 //! `AUTHMUX_BENCH_CHILD` set), reads what they print, keeps it in
 //! `target/bench-layers-raw.txt` and reports.
 //!
+//! `AUTHMUX_BENCH_PROFILE=<name>` (`reqwest`, `bare-middleware`, `pass-middleware`,
+//! `auth-middleware`, `hyper`, `auth-layer`, `hyper-control`) runs one client alone for
+//! `AUTHMUX_BENCH_PROFILE_ROUNDS` rounds (10 by default) and reports nothing: for `perf`
+//! or valgrind. `AUTHMUX_BENCH_VALGRIND=<valgrind>` measures the layers under
+//! cachegrind instead (see `layers_cost`; `cargo xtask layers-cost` sets it).
+//!
 //! Writes its section of `docs/benchmarks.md` (between `<!-- integrations:begin -->`
 //! and `<!-- integrations:end -->`).
 
@@ -38,6 +44,8 @@
     clippy::print_stderr,
     reason = "a benchmark binary reports on stdout"
 )]
+
+mod layers_cost;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -121,6 +129,19 @@ const VARIANTS: [Variant; 7] = [
 ];
 
 impl Variant {
+    /// Its name for `AUTHMUX_BENCH_PROFILE`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Reqwest => "reqwest",
+            Self::BareMiddleware => "bare-middleware",
+            Self::PassMiddleware => "pass-middleware",
+            Self::AuthMiddleware => "auth-middleware",
+            Self::Hyper => "hyper",
+            Self::AuthLayer => "auth-layer",
+            Self::HyperControl => "hyper-control",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Reqwest => "reqwest, static bearer header",
@@ -422,6 +443,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    if let Some(valgrind) = std::env::var_os("AUTHMUX_BENCH_VALGRIND") {
+        layers_cost::report(Path::new(&valgrind));
+        return;
+    }
     let per_caller = env_usize("AUTHMUX_BENCH_REQUESTS_PER_CALLER", PER_CALLER);
     let blocks = env_usize("AUTHMUX_BENCH_BLOCKS", BLOCKS);
     let processes = env_usize("AUTHMUX_BENCH_PROCESSES", PROCESSES).max(1);
@@ -521,8 +546,14 @@ fn measure(per_caller: usize, blocks: usize, workers: usize) {
             hyper,
         };
         if let Ok(which) = std::env::var("AUTHMUX_BENCH_PROFILE") {
-            // One variant alone (its index in `VARIANTS`), for `perf` or callgrind.
-            let variant = VARIANTS[which.parse::<usize>().expect("a variant index")];
+            // One variant alone, by name, for `perf` or valgrind (`cargo xtask layers-cost`).
+            let variant = VARIANTS
+                .into_iter()
+                .find(|v| v.name() == which)
+                .unwrap_or_else(|| {
+                    let names: Vec<_> = VARIANTS.iter().map(|v| v.name()).collect();
+                    panic!("AUTHMUX_BENCH_PROFILE={which}: one of {}", names.join(", "))
+                });
             for _ in 0..env_usize("AUTHMUX_BENCH_PROFILE_ROUNDS", 10) {
                 run(&clients, variant, per_caller).await;
             }
@@ -742,17 +773,20 @@ fn report(
         CALLERS * per_caller,
         authorized_ns - static_ns
     );
+    publish(
+        "integrations",
+        "Integrations (`cargo bench -p authmux-integration-tests --bench layers`)",
+        &section,
+    );
+}
+
+/// Prints `section` and writes it as section `name` of `docs/benchmarks.md`.
+fn publish(name: &str, heading: &str, section: &str) {
     println!("{section}");
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .join("docs/benchmarks.md");
-    write_section(
-        &path,
-        "integrations",
-        "Integrations (`cargo bench -p authmux-integration-tests --bench layers`)",
-        &section,
-    )
-    .expect("docs/benchmarks.md is writable");
+    write_section(&path, name, heading, section).expect("docs/benchmarks.md is writable");
     eprintln!("wrote {}", path.display());
 }

@@ -9,6 +9,7 @@
 mod bench;
 mod ci;
 mod directus;
+mod layers_cost;
 mod oidc;
 mod redis;
 mod run;
@@ -36,6 +37,11 @@ usage: cargo xtask <command>
                        and the peers table of docs/benchmarks.md (a few minutes).
                        --smoke: each scenario once, small counts, debug build, writes only
                        target/bench/peers-smoke.json (ci runs this)
+  layers-cost          what AuthMiddleware and AuthLayer add per request by cachegrind's
+                       count of instructions and model of the caches (no CPU-time noise):
+                       each client alone under valgrind (Debian's package, installed
+                       when missing), writes the layers-cost section of
+                       docs/benchmarks.md (about 6 minutes)
   directus install     install Node 22 and Directus 12.4.0 into the cache folder
                        ($AUTHMUX_CACHE_DIR, else $XDG_CACHE_HOME/authmux, else
                        ~/.cache/authmux), unless already there
@@ -84,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Some("bench") => bench::main(&args[1..]),
         Some("ci") => ci::main(&args[1..]),
         Some("directus") => directus::main(&args[1..]),
+        Some("layers-cost") => layers_cost::main(&args[1..]),
         Some("oidc") => oidc::main(&args[1..]),
         Some("redis") => redis::main(&args[1..]),
         Some("secret-scan") => secret_scan::main(&args[1..]),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::directus::install::{Install, non_empty_var};
-use crate::run::run;
+use crate::run::ensure_debian_package;
 
 /// How long a server may take to answer `PING`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,45 +145,7 @@ impl RedisServer {
 
 /// The `redis-server` on `PATH`, installing Debian's package first when there is none.
 pub(crate) fn ensure_installed() -> Result<PathBuf> {
-    if let Some(path) = find_on_path("redis-server") {
-        return Ok(path);
-    }
-    println!("xtask: [redis] redis-server is not installed; installing Debian's redis-server");
-    if find_on_path("apt-get").is_none() {
-        return Err(
-            "redis-server is missing and there is no apt-get to install it with: \
-                    install Redis 7 (redis-server on PATH) by hand"
-                .into(),
-        );
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    let apt = |args: &[&str]| {
-        let mut command = if root {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.args(["-n", "apt-get"]);
-            sudo
-        };
-        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        command
-    };
-    run("apt-get update", &mut apt(&["update", "-q"]))?;
-    run(
-        "apt-get install redis-server",
-        &mut apt(&[
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "redis-server",
-        ]),
-    )?;
-    find_on_path("redis-server")
-        .ok_or_else(|| "redis-server was installed but is not on PATH".to_string())
+    ensure_debian_package("redis-server", "redis-server", "Redis 7")
 }
 
 /// Installs Redis if needed and starts a server on a free loopback port. With `detach`
@@ -314,12 +276,6 @@ fn state_file() -> Result<PathBuf> {
     let dir = base.join("redis");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir.join(format!("{instance}.state")))
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
 }
 
 /// Whether a Redis on `port` answers `PING` with `PONG`.

@@ -1,7 +1,7 @@
 //! Running external programs: echo the command, run it, turn failure into a message.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Result;
@@ -93,6 +93,51 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+/// The program `binary` on `PATH`, installing Debian's `package` first when there is
+/// none (`apt-get`, as root or through `sudo -n`). `what` names it for the person who
+/// must install it by hand when there is no `apt-get`.
+pub(crate) fn ensure_debian_package(binary: &str, package: &str, what: &str) -> Result<PathBuf> {
+    if let Some(path) = find_on_path(binary) {
+        return Ok(path);
+    }
+    println!("xtask: {binary} is not installed; installing Debian's {package}");
+    if find_on_path("apt-get").is_none() {
+        return Err(format!(
+            "{binary} is missing and there is no apt-get to install it with: \
+             install {what} ({binary} on PATH) by hand"
+        ));
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut command = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run("apt-get update", &mut apt(&["update", "-q"]))?;
+    run(
+        &format!("apt-get install {package}"),
+        &mut apt(&["install", "-y", "-q", "--no-install-recommends", package]),
+    )?;
+    find_on_path(binary)
+        .ok_or_else(|| format!("{package} was installed but {binary} is not on PATH"))
+}
+
+/// The file `name` in the first folder of `PATH` that has it.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
 }
 
 /// The command line of `command` as one string, for progress lines and error messages.
